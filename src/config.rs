@@ -1,0 +1,491 @@
+//! Command line and config file: cri-dockerd's flag names, one TOML key per
+//! flag (same spelling), flags win over the file, defaults last. The result
+//! is a plain, validated [`Config`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Default CRI socket.
+pub const DEFAULT_ENDPOINT: &str = "unix:///run/dockercri.sock";
+/// Default Docker Engine socket.
+pub const DEFAULT_DOCKER_ENDPOINT: &str = "unix:///var/run/docker.sock";
+/// Default sandbox (pause) image, as cri-dockerd's.
+pub const DEFAULT_PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10";
+/// Default root directory for dockercri's own files.
+pub const DEFAULT_ROOT_DIRECTORY: &str = "/var/lib/dockercri";
+/// Default streaming server address: loopback, ephemeral port.
+pub const DEFAULT_STREAMING_BIND_ADDR: &str = "127.0.0.1:0";
+
+/// Command-line flags. Every field is optional so that a flag that was not
+/// given can fall back to the config file, then to the default.
+#[derive(Debug, Default, Parser)]
+#[command(name = "dockercri", version, about = "Kubernetes CRI runtime for Docker Engine")]
+pub struct Flags {
+    /// TOML config file; its keys are the flag names without the dashes in front.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where to serve CRI: unix:///path/to.sock, or fd:// for systemd socket activation.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub container_runtime_endpoint: Option<String>,
+    /// Docker Engine endpoint: unix:///path or tcp://host:port.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub docker_endpoint: Option<String>,
+    /// The sandbox (pause) image.
+    #[arg(long, value_name = "IMAGE")]
+    pub pod_infra_container_image: Option<String>,
+    /// Where dockercri keeps its own files.
+    #[arg(long, value_name = "DIR")]
+    pub root_directory: Option<PathBuf>,
+    /// Address of the exec/attach/port-forward streaming server.
+    #[arg(long, value_name = "ADDR")]
+    pub streaming_bind_addr: Option<String>,
+    /// "" for Docker's bridge network, or "cni".
+    #[arg(long, value_name = "PLUGIN")]
+    pub network_plugin: Option<String>,
+    /// Directory of CNI plugin binaries.
+    #[arg(long, value_name = "DIR")]
+    pub cni_bin_dir: Option<String>,
+    /// Directory of CNI network configurations.
+    #[arg(long, value_name = "DIR")]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// Directory where CNI results are cached.
+    #[arg(long, value_name = "DIR")]
+    pub cni_cache_dir: Option<PathBuf>,
+    /// Log filter: error, warn, info, debug, trace, or a RUST_LOG directive.
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Group that owns the CRI socket (default: docker if it exists, else root).
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
+    /// Cancel an image pull that makes no progress for this long (e.g. 1m, 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub image_pull_progress_deadline: Option<String>,
+    /// Clamp oom_score_adj values below dockercri's own up to it.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub restrict_oom_score_adj: Option<bool>,
+    /// How long in-flight calls may run after SIGTERM before dockercri exits.
+    #[arg(long, value_name = "DURATION")]
+    pub shutdown_grace_period: Option<String>,
+}
+
+/// The config file: the same keys as the flags. Unknown keys are an error so
+/// that a typo does not silently fall back to a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    container_runtime_endpoint: Option<String>,
+    docker_endpoint: Option<String>,
+    pod_infra_container_image: Option<String>,
+    root_directory: Option<PathBuf>,
+    streaming_bind_addr: Option<String>,
+    network_plugin: Option<String>,
+    cni_bin_dir: Option<String>,
+    cni_conf_dir: Option<PathBuf>,
+    cni_cache_dir: Option<PathBuf>,
+    log_level: Option<String>,
+    socket_group: Option<String>,
+    image_pull_progress_deadline: Option<String>,
+    restrict_oom_score_adj: Option<bool>,
+    shutdown_grace_period: Option<String>,
+}
+
+/// Where the CRI server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// A socket file dockercri creates (and removes on exit).
+    Unix(PathBuf),
+    /// The socket systemd passed in (`LISTEN_FDS`).
+    Systemd,
+}
+
+/// How dockercri reaches Docker Engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerEndpoint {
+    Unix(PathBuf),
+    /// `tcp://host:port`, plain HTTP.
+    Tcp(String),
+}
+
+/// Pod networking mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkPlugin {
+    /// Docker's own bridge network.
+    DockerBridge,
+    Cni,
+}
+
+/// The validated settings dockercri runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Listen,
+    pub docker: DockerEndpoint,
+    pub pause_image: String,
+    pub root_directory: PathBuf,
+    pub streaming_bind_addr: SocketAddr,
+    pub network_plugin: NetworkPlugin,
+    pub cni_bin_dirs: Vec<PathBuf>,
+    pub cni_conf_dir: PathBuf,
+    pub cni_cache_dir: PathBuf,
+    pub log_level: Option<String>,
+    /// `None`: docker if that group exists, else root.
+    pub socket_group: Option<String>,
+    pub image_pull_progress_deadline: Duration,
+    /// `None`: detect at start-up whether the host allows lowering it.
+    pub restrict_oom_score_adj: Option<bool>,
+    pub shutdown_grace_period: Duration,
+}
+
+/// Why the command line or config file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bad config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid {key} {value:?}: {why}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        why: String,
+    },
+}
+
+fn invalid(key: &'static str, value: &str, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        value: value.to_string(),
+        why: why.into(),
+    }
+}
+
+impl Config {
+    /// Reads the config file named by `--config` (if any) and merges it under
+    /// the flags.
+    pub fn load(flags: Flags) -> Result<Config, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Config::merge(flags, file)
+    }
+
+    /// Parses a config file's text (for tests and `--config`).
+    pub fn from_toml(flags: Flags, path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let file = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Config::merge(flags, file)
+    }
+
+    fn merge(flags: Flags, file: FileConfig) -> Result<Config, ConfigError> {
+        let endpoint = flags
+            .container_runtime_endpoint
+            .or(file.container_runtime_endpoint)
+            .unwrap_or_else(|| DEFAULT_ENDPOINT.into());
+        let docker = flags
+            .docker_endpoint
+            .or(file.docker_endpoint)
+            .unwrap_or_else(|| DEFAULT_DOCKER_ENDPOINT.into());
+        let streaming = flags
+            .streaming_bind_addr
+            .or(file.streaming_bind_addr)
+            .unwrap_or_else(|| DEFAULT_STREAMING_BIND_ADDR.into());
+        let plugin = flags
+            .network_plugin
+            .or(file.network_plugin)
+            .unwrap_or_default();
+        let pause_image = flags
+            .pod_infra_container_image
+            .or(file.pod_infra_container_image)
+            .unwrap_or_else(|| DEFAULT_PAUSE_IMAGE.into());
+        if pause_image.trim().is_empty() {
+            return Err(invalid(
+                "pod-infra-container-image",
+                &pause_image,
+                "must not be empty",
+            ));
+        }
+        let root_directory = flags
+            .root_directory
+            .or(file.root_directory)
+            .unwrap_or_else(|| DEFAULT_ROOT_DIRECTORY.into());
+        if !root_directory.is_absolute() {
+            return Err(invalid(
+                "root-directory",
+                &root_directory.display().to_string(),
+                "must be an absolute path",
+            ));
+        }
+        let log_level = flags.log_level.or(file.log_level);
+        if let Some(level) = &log_level {
+            tracing_subscriber::EnvFilter::try_new(level)
+                .map_err(|e| invalid("log-level", level, e.to_string()))?;
+        }
+        let pull_deadline = flags
+            .image_pull_progress_deadline
+            .or(file.image_pull_progress_deadline)
+            .unwrap_or_else(|| "1m".into());
+        let grace = flags
+            .shutdown_grace_period
+            .or(file.shutdown_grace_period)
+            .unwrap_or_else(|| "10s".into());
+        Ok(Config {
+            listen: parse_listen(&endpoint)?,
+            docker: parse_docker_endpoint(&docker)?,
+            pause_image,
+            root_directory,
+            streaming_bind_addr: streaming.parse().map_err(|_| {
+                invalid(
+                    "streaming-bind-addr",
+                    &streaming,
+                    "expected IP:PORT, e.g. 127.0.0.1:0",
+                )
+            })?,
+            network_plugin: match plugin.as_str() {
+                "" => NetworkPlugin::DockerBridge,
+                "cni" => NetworkPlugin::Cni,
+                _ => {
+                    return Err(invalid(
+                        "network-plugin",
+                        &plugin,
+                        "expected \"\" (Docker bridge) or \"cni\"",
+                    ));
+                }
+            },
+            cni_bin_dirs: flags
+                .cni_bin_dir
+                .or(file.cni_bin_dir)
+                .unwrap_or_else(|| "/opt/cni/bin".into())
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+            cni_conf_dir: flags
+                .cni_conf_dir
+                .or(file.cni_conf_dir)
+                .unwrap_or_else(|| "/etc/cni/net.d".into()),
+            cni_cache_dir: flags
+                .cni_cache_dir
+                .or(file.cni_cache_dir)
+                .unwrap_or_else(|| "/var/lib/cni/cache".into()),
+            log_level,
+            socket_group: flags.socket_group.or(file.socket_group),
+            image_pull_progress_deadline: parse_duration(&pull_deadline)
+                .map_err(|why| invalid("image-pull-progress-deadline", &pull_deadline, why))?,
+            restrict_oom_score_adj: flags.restrict_oom_score_adj.or(file.restrict_oom_score_adj),
+            shutdown_grace_period: parse_duration(&grace)
+                .map_err(|why| invalid("shutdown-grace-period", &grace, why))?,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn parse_listen(endpoint: &str) -> Result<Listen, ConfigError> {
+    const KEY: &str = "container-runtime-endpoint";
+    if endpoint == "fd://" || endpoint == "fd:" {
+        return Ok(Listen::Systemd);
+    }
+    match endpoint.strip_prefix("unix://") {
+        Some(path) if path.starts_with('/') => {
+            // sun_path holds 108 bytes including the terminating NUL.
+            if path.len() > 107 {
+                return Err(invalid(KEY, endpoint, "socket path longer than 107 bytes"));
+            }
+            Ok(Listen::Unix(PathBuf::from(path)))
+        }
+        Some(_) => Err(invalid(KEY, endpoint, "the socket path must be absolute")),
+        None => Err(invalid(
+            KEY,
+            endpoint,
+            "expected unix:///path/to.sock or fd://",
+        )),
+    }
+}
+
+fn parse_docker_endpoint(endpoint: &str) -> Result<DockerEndpoint, ConfigError> {
+    const KEY: &str = "docker-endpoint";
+    if let Some(path) = endpoint.strip_prefix("unix://") {
+        if path.starts_with('/') {
+            return Ok(DockerEndpoint::Unix(PathBuf::from(path)));
+        }
+        return Err(invalid(KEY, endpoint, "the socket path must be absolute"));
+    }
+    if let Some(addr) = endpoint.strip_prefix("tcp://") {
+        if !addr.is_empty() && addr.contains(':') {
+            return Ok(DockerEndpoint::Tcp(addr.to_string()));
+        }
+        return Err(invalid(KEY, endpoint, "expected tcp://host:port"));
+    }
+    Err(invalid(
+        KEY,
+        endpoint,
+        "expected unix:///path/to/docker.sock or tcp://host:port",
+    ))
+}
+
+/// Parses Go-style durations as cri-dockerd's flags take them: `90s`, `1m`,
+/// `1m30s`, `500ms`, `2h`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration".into());
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(|| format!("missing unit in {text:?}"))?;
+        let (number, tail) = rest.split_at(digits);
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("bad number in {text:?}"))?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(format!("unknown unit {unit:?} (use ms, s, m or h)")),
+        };
+        total += Duration::from_secs_f64(value * scale);
+        rest = next;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(args: &[&str]) -> Flags {
+        let mut argv = vec!["dockercri"];
+        argv.extend_from_slice(args);
+        Flags::try_parse_from(argv).expect("flags parse")
+    }
+
+    #[test]
+    fn defaults_match_cri_dockerd_conventions() {
+        let c = Config::load(flags(&[])).unwrap();
+        assert_eq!(c.listen, Listen::Unix("/run/dockercri.sock".into()));
+        assert_eq!(
+            c.docker,
+            DockerEndpoint::Unix("/var/run/docker.sock".into())
+        );
+        assert_eq!(c.pause_image, "registry.k8s.io/pause:3.10");
+        assert_eq!(c.root_directory, PathBuf::from("/var/lib/dockercri"));
+        assert_eq!(c.streaming_bind_addr, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(c.network_plugin, NetworkPlugin::DockerBridge);
+        assert_eq!(c.cni_bin_dirs, vec![PathBuf::from("/opt/cni/bin")]);
+        assert_eq!(c.image_pull_progress_deadline, Duration::from_secs(60));
+        assert_eq!(c.restrict_oom_score_adj, None);
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let text = r#"
+            docker-endpoint = "unix:///from/file.sock"
+            pod-infra-container-image = "file/pause:1"
+            network-plugin = "cni"
+        "#;
+        let c = Config::from_toml(
+            flags(&["--pod-infra-container-image", "flag/pause:2"]),
+            Path::new("x.toml"),
+            text,
+        )
+        .unwrap();
+        assert_eq!(c.pause_image, "flag/pause:2");
+        assert_eq!(c.docker, DockerEndpoint::Unix("/from/file.sock".into()));
+        assert_eq!(c.network_plugin, NetworkPlugin::Cni);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--container-runtime-endpoint", "tcp://x:1"],
+                "container-runtime-endpoint",
+            ),
+            (
+                &["--container-runtime-endpoint", "unix://relative.sock"],
+                "container-runtime-endpoint",
+            ),
+            (&["--docker-endpoint", "http://x"], "docker-endpoint"),
+            (&["--streaming-bind-addr", "nope"], "streaming-bind-addr"),
+            (&["--network-plugin", "calico"], "network-plugin"),
+            (&["--root-directory", "rel/dir"], "root-directory"),
+            (&["--log-level", "info,[[["], "log-level"),
+            (
+                &["--image-pull-progress-deadline", "5 parsecs"],
+                "image-pull-progress-deadline",
+            ),
+        ];
+        for (args, key) in cases {
+            let err = Config::load(flags(args)).unwrap_err().to_string();
+            assert!(err.contains(key), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let err = Config::from_toml(flags(&[]), Path::new("c.toml"), "docker-endpont = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c.toml") && err.contains("docker-endpont"), "{err}");
+    }
+
+    #[test]
+    fn durations_parse_like_go() {
+        for (text, want) in [
+            ("1m", 60_000),
+            ("90s", 90_000),
+            ("1m30s", 90_000),
+            ("500ms", 500),
+            ("2h", 7_200_000),
+            ("15", 15_000),
+            ("1.5s", 1_500),
+        ] {
+            assert_eq!(
+                parse_duration(text).unwrap(),
+                Duration::from_millis(want),
+                "{text}"
+            );
+        }
+        for bad in ["", "s", "5x", "m5"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn systemd_activation_endpoint() {
+        let c = Config::load(flags(&["--container-runtime-endpoint", "fd://"])).unwrap();
+        assert_eq!(c.listen, Listen::Systemd);
+    }
+}

@@ -1,0 +1,227 @@
+//! The bollard wrapper: connects lazily, negotiates the API version once per
+//! connection, and classifies bollard errors into [`crate::Error`]. It is
+//! the only module that decides what a Docker failure means for the client.
+
+use std::sync::RwLock;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use tracing::{info, warn};
+
+use crate::config::DockerEndpoint;
+use crate::error::Error;
+
+/// Seconds bollard waits for any one Docker answer before giving up. Calls
+/// that may legitimately take long (pulls, waits) use their own deadlines.
+const DOCKER_TIMEOUT_SECS: u64 = 120;
+
+/// The oldest Docker Engine API dockercri supports (Docker 20.10).
+pub const MIN_API_VERSION: (usize, usize) = (1, 41);
+
+/// A shareable handle to Docker Engine that survives dockerd being down:
+/// dockercri starts without it and reconnects when it comes back.
+#[derive(Debug)]
+pub struct DockerClient {
+    endpoint: DockerEndpoint,
+    /// The negotiated handle; `None` until dockerd first answers, and again
+    /// after a call found it unreachable (it may come back upgraded).
+    handle: RwLock<Option<Docker>>,
+}
+
+impl DockerClient {
+    pub fn new(endpoint: DockerEndpoint) -> Self {
+        DockerClient {
+            endpoint,
+            handle: RwLock::new(None),
+        }
+    }
+
+    /// The endpoint as the operator wrote it, for messages.
+    pub fn endpoint(&self) -> String {
+        match &self.endpoint {
+            DockerEndpoint::Unix(path) => format!("unix://{}", path.display()),
+            DockerEndpoint::Tcp(addr) => format!("tcp://{addr}"),
+        }
+    }
+
+    /// A bollard handle with the API version negotiated against the running
+    /// daemon. Fails with [`Error::Unavailable`] when dockerd does not answer.
+    pub async fn get(&self) -> Result<Docker, Error> {
+        if let Some(docker) = self.cached() {
+            return Ok(docker);
+        }
+        let docker = self
+            .connect()
+            .map_err(|e| self.classify(e, "docker", "connect"))?
+            .negotiate_version()
+            .await
+            .map_err(|e| self.classify(e, "docker", "version negotiation"))?;
+        let version = docker.client_version();
+        if (version.major_version, version.minor_version) < MIN_API_VERSION {
+            warn!(
+                api_version = %version,
+                "Docker Engine API is older than 1.41 (Docker 20.10); some calls may fail"
+            );
+        }
+        info!(endpoint = %self.endpoint(), api_version = %version, "connected to docker");
+        if let Ok(mut slot) = self.handle.write() {
+            *slot = Some(docker.clone());
+        }
+        Ok(docker)
+    }
+
+    /// The negotiated API version, if dockerd has answered since the last
+    /// time it was found unreachable.
+    pub fn api_version(&self) -> Option<String> {
+        self.cached().map(|d| d.client_version().to_string())
+    }
+
+    fn cached(&self) -> Option<Docker> {
+        self.handle.read().ok().and_then(|slot| slot.clone())
+    }
+
+    fn forget(&self) {
+        if let Ok(mut slot) = self.handle.write() {
+            *slot = None;
+        }
+    }
+
+    fn connect(&self) -> Result<Docker, BollardError> {
+        let version = bollard::API_DEFAULT_VERSION;
+        match &self.endpoint {
+            DockerEndpoint::Unix(path) => {
+                Docker::connect_with_unix(&path.to_string_lossy(), DOCKER_TIMEOUT_SECS, version)
+            }
+            DockerEndpoint::Tcp(addr) => {
+                Docker::connect_with_http(&format!("tcp://{addr}"), DOCKER_TIMEOUT_SECS, version)
+            }
+        }
+    }
+
+    /// Turns a bollard error into the error the CRI client should see.
+    /// `kind` and `id` name the object the call was about, for `NOT_FOUND`.
+    pub fn classify(&self, err: BollardError, kind: &'static str, id: &str) -> Error {
+        match err {
+            BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            } => Error::not_found(kind, id),
+            BollardError::DockerResponseServerError {
+                status_code: 409,
+                message,
+            } => Error::FailedPrecondition {
+                what: format!("{kind} {id:?}"),
+                why: message,
+            },
+            BollardError::RequestTimeoutError => Error::DeadlineExceeded {
+                what: format!("docker call for {kind} {id:?}"),
+            },
+            e if is_unreachable(&e) => {
+                self.forget();
+                Error::Unavailable {
+                    endpoint: self.endpoint(),
+                    source: e,
+                }
+            }
+            source => Error::Docker {
+                what: format!("docker call for {kind} {id:?} failed"),
+                source,
+            },
+        }
+    }
+
+    /// Asks dockerd whether it is alive, within `limit`.
+    pub async fn ping(&self, limit: Duration) -> Result<(), Error> {
+        let check = async {
+            let docker = self.get().await?;
+            docker
+                .ping()
+                .await
+                .map(|_| ())
+                .map_err(|e| self.classify(e, "docker", "ping"))
+        };
+        match tokio::time::timeout(limit, check).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::DeadlineExceeded {
+                what: format!("ping of docker at {}", self.endpoint()),
+            }),
+        }
+    }
+}
+
+/// True when the daemon could not be reached at all (as opposed to a daemon
+/// that answered with an error).
+pub fn is_unreachable(err: &BollardError) -> bool {
+    use std::io::ErrorKind;
+    let io_unreachable = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            ErrorKind::ConnectionRefused
+                | ErrorKind::NotFound
+                | ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+                | ErrorKind::PermissionDenied
+        )
+    };
+    match err {
+        BollardError::SocketNotFoundError(_) => true,
+        BollardError::IOError { err } => io_unreachable(err),
+        BollardError::HyperLegacyError { err } => err.is_connect(),
+        BollardError::HyperResponseError { err } => {
+            err.is_closed() || err.is_incomplete_message() || err.is_canceled()
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    fn client() -> DockerClient {
+        DockerClient::new(DockerEndpoint::Unix("/nonexistent/docker.sock".into()))
+    }
+
+    #[test]
+    fn bollard_errors_are_classified_once() {
+        let c = client();
+        let server = |status_code: u16| BollardError::DockerResponseServerError {
+            status_code,
+            message: "m".into(),
+        };
+        let cases: Vec<(BollardError, fn(&Error) -> bool)> = vec![
+            (server(404), |e| matches!(e, Error::NotFound { .. })),
+            (server(409), |e| matches!(e, Error::FailedPrecondition { .. })),
+            (server(500), |e| matches!(e, Error::Docker { .. })),
+            (
+                BollardError::SocketNotFoundError("/x".into()),
+                |e| matches!(e, Error::Unavailable { .. }),
+            ),
+            (
+                BollardError::IOError {
+                    err: std::io::ErrorKind::ConnectionRefused.into(),
+                },
+                |e| matches!(e, Error::Unavailable { .. }),
+            ),
+            (BollardError::RequestTimeoutError, |e| {
+                matches!(e, Error::DeadlineExceeded { .. })
+            }),
+        ];
+        for (err, want) in cases {
+            let shown = format!("{err:?}");
+            assert!(want(&c.classify(err, "container", "abc")), "{shown}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_socket_is_unavailable_at_once() {
+        let c = client();
+        let started = std::time::Instant::now();
+        let err = c.get().await.unwrap_err();
+        assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+        assert!(err.to_string().contains("/nonexistent/docker.sock"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,15 @@
+//! dockercri: a Kubernetes CRI v1 runtime that carries out every sandbox,
+//! container and image call on Docker Engine.
+
+pub mod config;
+pub mod docker;
+pub mod error;
+
+pub use error::{Error, Result};
+
+/// The CRI v1 messages, server traits and clients, generated at build time
+/// from `proto/runtime/v1/api.proto`.
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("runtime.v1");
+}
