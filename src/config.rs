@@ -23,7 +23,11 @@ pub const DEFAULT_STREAMING_BIND_ADDR: &str = "127.0.0.1:0";
 /// Command-line flags. Every field is optional so that a flag that was not
 /// given can fall back to the config file, then to the default.
 #[derive(Debug, Default, Parser)]
-#[command(name = "dockercri", version, about = "Kubernetes CRI runtime for Docker Engine")]
+#[command(
+    name = "dockercri",
+    version,
+    about = "Kubernetes CRI runtime for Docker Engine"
+)]
 pub struct Flags {
     /// TOML config file; its keys are the flag names without the dashes in front.
     #[arg(long, value_name = "FILE")]
@@ -458,7 +462,10 @@ mod tests {
         let err = Config::from_toml(flags(&[]), Path::new("c.toml"), "docker-endpont = \"x\"")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("c.toml") && err.contains("docker-endpont"), "{err}");
+        assert!(
+            err.contains("c.toml") && err.contains("docker-endpont"),
+            "{err}"
+        );
     }
 
     #[test]

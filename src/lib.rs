@@ -2,8 +2,14 @@
 //! container and image call on Docker Engine.
 
 pub mod config;
+pub mod context;
+pub mod daemon;
 pub mod docker;
 pub mod error;
+pub mod image;
+pub mod listener;
+pub mod runtime;
+pub mod server;
 
 pub use error::{Error, Result};
 

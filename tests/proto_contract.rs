@@ -51,7 +51,12 @@ fn flatten(set: &FileDescriptorSet) -> BTreeSet<String> {
 fn flatten_enum(scope: &str, e: &EnumDescriptorProto, out: &mut BTreeSet<String>) {
     out.insert(format!("enum {scope}.{}", e.name()));
     for v in &e.value {
-        out.insert(format!("enum {scope}.{} {} = {}", e.name(), v.name(), v.number()));
+        out.insert(format!(
+            "enum {scope}.{} {} = {}",
+            e.name(),
+            v.name(),
+            v.number()
+        ));
     }
 }
 
@@ -92,7 +97,9 @@ fn our_proto_matches_the_pinned_cri_wire_contract() {
         "the CRI reference is missing at {} (set DOCKERCRI_CRI_REFERENCE_DIR)",
         reference.display()
     );
-    let ours = flatten(&compile(&Path::new(env!("CARGO_MANIFEST_DIR")).join("proto")));
+    let ours = flatten(&compile(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("proto"),
+    ));
     let theirs = flatten(&compile(&reference));
     let missing: Vec<_> = theirs.difference(&ours).collect();
     let extra: Vec<_> = ours.difference(&theirs).collect();
@@ -104,9 +111,17 @@ fn our_proto_matches_the_pinned_cri_wire_contract() {
             .map(|s| s.as_str())
             .collect::<Vec<_>>()
             .join("\n  "),
-        extra.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n  ")
+        extra
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n  ")
     );
     let rpcs = ours.iter().filter(|s| s.starts_with("rpc ")).count();
     assert_eq!(rpcs, 41, "CRI v1 at cri-api v0.36.3 has 41 RPCs");
-    assert!(ours.len() > 600, "suspiciously small contract: {}", ours.len());
+    assert!(
+        ours.len() > 600,
+        "suspiciously small contract: {}",
+        ours.len()
+    );
 }

@@ -191,14 +191,16 @@ mod tests {
             status_code,
             message: "m".into(),
         };
-        let cases: Vec<(BollardError, fn(&Error) -> bool)> = vec![
+        type Check = fn(&Error) -> bool;
+        let cases: Vec<(BollardError, Check)> = vec![
             (server(404), |e| matches!(e, Error::NotFound { .. })),
-            (server(409), |e| matches!(e, Error::FailedPrecondition { .. })),
+            (server(409), |e| {
+                matches!(e, Error::FailedPrecondition { .. })
+            }),
             (server(500), |e| matches!(e, Error::Docker { .. })),
-            (
-                BollardError::SocketNotFoundError("/x".into()),
-                |e| matches!(e, Error::Unavailable { .. }),
-            ),
+            (BollardError::SocketNotFoundError("/x".into()), |e| {
+                matches!(e, Error::Unavailable { .. })
+            }),
             (
                 BollardError::IOError {
                     err: std::io::ErrorKind::ConnectionRefused.into(),
@@ -221,7 +223,10 @@ mod tests {
         let started = std::time::Instant::now();
         let err = c.get().await.unwrap_err();
         assert!(matches!(err, Error::Unavailable { .. }), "{err}");
-        assert!(err.to_string().contains("/nonexistent/docker.sock"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/docker.sock"),
+            "{err}"
+        );
         assert!(started.elapsed() < Duration::from_secs(1));
     }
 }

@@ -1,0 +1,376 @@
+//! `Version`, `Status`, `RuntimeConfig` and `UpdateRuntimeConfig`: what the
+//! runtime is, whether it and the pod network are ready, and the node-level
+//! settings kubelet exchanges with it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use bollard::models::{SystemInfo, SystemInfoCgroupDriverEnum};
+use tracing::info;
+
+use crate::config::NetworkPlugin;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::proto::{
+    CgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigResponse,
+    RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusResponse,
+    VersionResponse,
+};
+
+/// The CRI request API version dockercri answers with (as dockershim did).
+pub const KUBE_API_VERSION: &str = "0.1.0";
+/// `runtime_name` in `Version`: the engine we drive.
+pub const RUNTIME_NAME: &str = "docker";
+/// The CRI API version we speak.
+pub const RUNTIME_API_VERSION: &str = "v1";
+
+/// Condition types and reasons, as kubelet spells them.
+pub const RUNTIME_READY: &str = "RuntimeReady";
+pub const NETWORK_READY: &str = "NetworkReady";
+const REASON_DOCKER_NOT_READY: &str = "DockerDaemonNotReady";
+const REASON_NETWORK_NOT_READY: &str = "NetworkPluginNotReady";
+
+/// How long `Status` waits for dockerd before calling it not ready:
+/// kubelet calls `Status` every few seconds and must not hang on it.
+const STATUS_PROBE_LIMIT: Duration = Duration::from_secs(3);
+
+/// File under the root directory that keeps the pod CIDR across restarts.
+const POD_CIDR_FILE: &str = "pod-cidr";
+
+/// `Version`: the engine's own version is the runtime version.
+pub async fn version(ctx: &Context) -> Result<VersionResponse> {
+    let docker = ctx.docker.get().await?;
+    let v = docker
+        .version()
+        .await
+        .map_err(|e| ctx.docker.classify(e, "docker", "version"))?;
+    Ok(VersionResponse {
+        version: KUBE_API_VERSION.into(),
+        runtime_name: RUNTIME_NAME.into(),
+        runtime_version: v.version.unwrap_or_default(),
+        runtime_api_version: RUNTIME_API_VERSION.into(),
+    })
+}
+
+/// `Status`: never fails; a dead dockerd is reported as conditions.
+pub async fn status(ctx: &Context, verbose: bool) -> Result<StatusResponse> {
+    let info = probe_docker(ctx).await;
+    let network = match &info {
+        Ok(_) => network_ready(ctx).await,
+        Err(e) => Err(format!("docker is not ready: {e}")),
+    };
+    let runtime = info.as_ref().map(|_| ()).map_err(|e| e.to_string());
+    let mut response = StatusResponse {
+        status: Some(RuntimeStatus {
+            conditions: conditions(&runtime, &network),
+        }),
+        runtime_handlers: info.as_ref().map(runtime_handlers).unwrap_or_default(),
+        features: Some(RuntimeFeatures {
+            supplemental_groups_policy: false,
+            user_namespaces_host_network: false,
+        }),
+        info: HashMap::new(),
+    };
+    if verbose {
+        response.info = verbose_info(ctx, info.as_ref().ok());
+    }
+    Ok(response)
+}
+
+async fn probe_docker(ctx: &Context) -> Result<SystemInfo> {
+    let work = async {
+        let docker = ctx.docker.get().await?;
+        docker
+            .info()
+            .await
+            .map_err(|e| ctx.docker.classify(e, "docker", "info"))
+    };
+    tokio::time::timeout(STATUS_PROBE_LIMIT, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::DeadlineExceeded {
+                what: format!("docker at {} did not answer", ctx.docker.endpoint()),
+            })
+        })
+}
+
+/// Whether pods can get a network: Docker's bridge network exists, or a
+/// CNI configuration is installed.
+async fn network_ready(ctx: &Context) -> std::result::Result<(), String> {
+    match ctx.config.network_plugin {
+        NetworkPlugin::DockerBridge => {
+            let docker = ctx.docker.get().await.map_err(|e| e.to_string())?;
+            docker
+                .inspect_network("bridge", None)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("docker network \"bridge\" is not usable: {e}"))
+        }
+        NetworkPlugin::Cni => cni_config_present(&ctx.config.cni_conf_dir),
+    }
+}
+
+fn cni_config_present(dir: &Path) -> std::result::Result<(), String> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read CNI config directory {}: {e}", dir.display()))?;
+    let found = entries.flatten().any(|entry| {
+        let path = entry.path();
+        let is_conf = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("conf" | "conflist" | "json")
+        );
+        is_conf
+            && std::fs::read(&path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+                .is_some_and(|v| v.get("name").is_some())
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(format!("no valid CNI network config in {}", dir.display()))
+    }
+}
+
+/// The two conditions kubelet reads, with reason and message when false.
+pub fn conditions(
+    runtime: &std::result::Result<(), String>,
+    network: &std::result::Result<(), String>,
+) -> Vec<RuntimeCondition> {
+    let condition = |kind: &str, result: &std::result::Result<(), String>, reason: &str| {
+        let (status, reason, message) = match result {
+            Ok(()) => (true, String::new(), String::new()),
+            Err(why) => (false, reason.to_string(), why.clone()),
+        };
+        RuntimeCondition {
+            r#type: kind.into(),
+            status,
+            reason,
+            message,
+        }
+    };
+    vec![
+        condition(RUNTIME_READY, runtime, REASON_DOCKER_NOT_READY),
+        condition(NETWORK_READY, network, REASON_NETWORK_NOT_READY),
+    ]
+}
+
+/// Runtime handlers are the OCI runtimes dockerd knows; the empty name is
+/// the default one.
+pub fn runtime_handlers(info: &SystemInfo) -> Vec<RuntimeHandler> {
+    let features = || {
+        Some(RuntimeHandlerFeatures {
+            recursive_read_only_mounts: false,
+            user_namespaces: false,
+        })
+    };
+    let mut names: Vec<String> = info
+        .runtimes
+        .as_ref()
+        .map(|r| r.keys().cloned().collect())
+        .unwrap_or_default();
+    names.sort();
+    std::iter::once(String::new())
+        .chain(names)
+        .map(|name| RuntimeHandler {
+            name,
+            features: features(),
+        })
+        .collect()
+}
+
+fn verbose_info(ctx: &Context, info: Option<&SystemInfo>) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let config = serde_json::json!({
+        "containerRuntimeEndpoint": format!("{:?}", ctx.config.listen),
+        "dockerEndpoint": ctx.docker.endpoint(),
+        "podInfraContainerImage": ctx.config.pause_image,
+        "rootDirectory": ctx.config.root_directory,
+        "streamingBindAddr": ctx.config.streaming_bind_addr.to_string(),
+        "networkPlugin": match ctx.config.network_plugin {
+            NetworkPlugin::DockerBridge => "",
+            NetworkPlugin::Cni => "cni",
+        },
+        "podCIDR": current_pod_cidr(ctx),
+    });
+    out.insert("config".into(), config.to_string());
+    if let Some(info) = info {
+        let docker = serde_json::json!({
+            "serverVersion": info.server_version,
+            "apiVersion": ctx.docker.api_version(),
+            "cgroupDriver": info.cgroup_driver.map(|d| d.to_string()),
+            "cgroupVersion": info.cgroup_version.map(|v| v.to_string()),
+            "storageDriver": info.driver,
+            "defaultRuntime": info.default_runtime,
+            "kernelVersion": info.kernel_version,
+            "operatingSystem": info.operating_system,
+        });
+        out.insert("docker".into(), docker.to_string());
+    }
+    out
+}
+
+/// `RuntimeConfig`: the cgroup driver dockerd uses, so kubelet can match it.
+pub async fn runtime_config(ctx: &Context) -> Result<RuntimeConfigResponse> {
+    let docker = ctx.docker.get().await?;
+    let info = docker
+        .info()
+        .await
+        .map_err(|e| ctx.docker.classify(e, "docker", "info"))?;
+    Ok(RuntimeConfigResponse {
+        linux: Some(LinuxRuntimeConfiguration {
+            cgroup_driver: cgroup_driver(info.cgroup_driver) as i32,
+        }),
+    })
+}
+
+/// Docker's cgroup driver in CRI terms. Docker without cgroups ("none",
+/// rootless) is closest to cgroupfs: kubelet then builds paths itself.
+pub fn cgroup_driver(docker: Option<SystemInfoCgroupDriverEnum>) -> CgroupDriver {
+    match docker {
+        Some(SystemInfoCgroupDriverEnum::SYSTEMD) => CgroupDriver::Systemd,
+        _ => CgroupDriver::Cgroupfs,
+    }
+}
+
+/// `UpdateRuntimeConfig`: remembers the pod CIDR (also across restarts).
+/// Setting the same value again is a no-op; an empty value is ignored, as
+/// kubelet sends the config without a CIDR when it has none.
+pub fn update_runtime_config(ctx: &Context, pod_cidr: &str) -> Result<()> {
+    let pod_cidr = pod_cidr.trim();
+    if pod_cidr.is_empty() || current_pod_cidr(ctx) == pod_cidr {
+        return Ok(());
+    }
+    validate_cidr(pod_cidr)?;
+    let path = ctx.root_path(POD_CIDR_FILE);
+    write_atomically(&path, pod_cidr.as_bytes())
+        .map_err(|e| Error::io(format!("saving pod CIDR to {}", path.display()), e))?;
+    if let Ok(mut slot) = ctx.pod_cidr.write() {
+        *slot = pod_cidr.to_string();
+    }
+    info!(pod_cidr, "pod CIDR updated");
+    Ok(())
+}
+
+/// The pod CIDR kubelet last gave us.
+pub fn current_pod_cidr(ctx: &Context) -> String {
+    ctx.pod_cidr.read().map(|s| s.clone()).unwrap_or_default()
+}
+
+/// Reads the pod CIDR saved by an earlier run, if any.
+pub fn load_pod_cidr(root: &Path) -> String {
+    std::fs::read_to_string(root.join(POD_CIDR_FILE))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Accepts one or more comma-separated CIDRs (dual stack), IPv4 or IPv6.
+pub fn validate_cidr(text: &str) -> Result<()> {
+    for part in text.split(',') {
+        let part = part.trim();
+        let bad = || {
+            Error::invalid(
+                "runtime_config.network_config.pod_cidr",
+                format!("{part:?} is not a CIDR"),
+            )
+        };
+        let (addr, bits) = part.split_once('/').ok_or_else(bad)?;
+        let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+        let bits: u8 = bits.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if bits > max {
+            return Err(bad());
+        }
+    }
+    Ok(())
+}
+
+/// Writes through a temporary file and a rename, so a crash never leaves a
+/// half-written file behind.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_carry_reason_and_message_only_when_false() {
+        let ok: std::result::Result<(), String> = Ok(());
+        let down: std::result::Result<(), String> = Err("connection refused".into());
+        let c = conditions(&ok, &ok);
+        assert_eq!(c.len(), 2);
+        assert!(
+            c.iter()
+                .all(|c| c.status && c.reason.is_empty() && c.message.is_empty())
+        );
+        let c = conditions(&down, &down);
+        assert_eq!(c[0].r#type, RUNTIME_READY);
+        assert_eq!(c[0].reason, "DockerDaemonNotReady");
+        assert_eq!(c[1].r#type, NETWORK_READY);
+        assert_eq!(c[1].reason, "NetworkPluginNotReady");
+        assert!(
+            c.iter()
+                .all(|c| !c.status && c.message == "connection refused")
+        );
+    }
+
+    #[test]
+    fn cgroup_driver_follows_docker() {
+        use SystemInfoCgroupDriverEnum as D;
+        for (docker, want) in [
+            (Some(D::SYSTEMD), CgroupDriver::Systemd),
+            (Some(D::CGROUPFS), CgroupDriver::Cgroupfs),
+            (Some(D::NONE), CgroupDriver::Cgroupfs),
+            (None, CgroupDriver::Cgroupfs),
+        ] {
+            assert_eq!(cgroup_driver(docker), want, "{docker:?}");
+        }
+    }
+
+    #[test]
+    fn runtime_handlers_start_with_the_default() {
+        let mut runtimes = HashMap::new();
+        runtimes.insert("runc".to_string(), Default::default());
+        runtimes.insert("io.containerd.runc.v2".to_string(), Default::default());
+        let info = SystemInfo {
+            runtimes: Some(runtimes),
+            ..Default::default()
+        };
+        let names: Vec<_> = runtime_handlers(&info)
+            .into_iter()
+            .map(|h| h.name)
+            .collect();
+        assert_eq!(names, ["", "io.containerd.runc.v2", "runc"]);
+    }
+
+    #[test]
+    fn cidrs_are_checked() {
+        for good in ["10.244.0.0/24", "fd00::/64", "10.0.0.0/16,fd00::/64"] {
+            assert!(validate_cidr(good).is_ok(), "{good}");
+        }
+        for bad in ["10.0.0.0", "10.0.0.0/33", "nope/8", "fd00::/129"] {
+            let err = validate_cidr(bad).unwrap_err();
+            assert!(err.to_string().contains("pod_cidr"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn cni_readiness_needs_a_named_config() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(cni_config_present(dir.path()).is_err());
+        std::fs::write(dir.path().join("10-x.conflist"), "not json").unwrap();
+        assert!(cni_config_present(dir.path()).is_err());
+        std::fs::write(
+            dir.path().join("20-y.conflist"),
+            r#"{"name":"pods","plugins":[]}"#,
+        )
+        .unwrap();
+        assert!(cni_config_present(dir.path()).is_ok());
+        assert!(cni_config_present(&dir.path().join("missing")).is_err());
+    }
+}
