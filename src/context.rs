@@ -1,11 +1,15 @@
-//! What every RPC shares: the validated config, the Docker client, and the
-//! little runtime state kubelet hands us (the pod CIDR).
+//! What every RPC shares: the validated config, the Docker client, the
+//! little runtime state kubelet hands us (the pod CIDR), and the policies
+//! decided once at start-up.
 
 use std::path::PathBuf;
 use std::sync::RwLock;
 
 use crate::config::Config;
 use crate::docker::DockerClient;
+use crate::runtime::locks::KeyedLocks;
+use crate::runtime::oom::OomPolicy;
+use crate::runtime::pause::PauseImage;
 
 /// Shared by all handlers; cheap to reach through an `Arc`.
 #[derive(Debug)]
@@ -14,6 +18,12 @@ pub struct Context {
     pub docker: DockerClient,
     /// Pod CIDR from the last `UpdateRuntimeConfig` (empty until then).
     pub pod_cidr: RwLock<String>,
+    /// Whether and how `oom_score_adj` values are clamped.
+    pub oom: OomPolicy,
+    /// The sandbox image fallback state.
+    pub pause: PauseImage,
+    /// Serialises RunPodSandbox/Stop/Remove per pod (keyed by sandbox name).
+    pub pod_locks: KeyedLocks,
 }
 
 impl Context {
@@ -22,10 +32,14 @@ impl Context {
         let pod_cidr = RwLock::new(crate::runtime::status::load_pod_cidr(
             &config.root_directory,
         ));
+        let oom = OomPolicy::new(config.restrict_oom_score_adj);
         Context {
             config,
             docker,
             pod_cidr,
+            oom,
+            pause: PauseImage::default(),
+            pod_locks: KeyedLocks::default(),
         }
     }
 

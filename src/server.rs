@@ -79,3 +79,21 @@ pub async fn serve(
 /// The stream type of server-streaming RPCs.
 pub type BoxStream<T> =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// Items per message of the `Stream*` list RPCs: small enough to stay far
+/// below gRPC's message limit, large enough to keep messages few.
+pub const STREAM_BATCH: usize = 500;
+
+/// Sends `items` as a stream of batches, each wrapped by `wrap`.
+pub fn stream_batches<T, R>(items: Vec<T>, wrap: impl Fn(Vec<T>) -> R) -> BoxStream<R>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+{
+    let mut batches = Vec::new();
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        batches.push(Ok(wrap(items.by_ref().take(STREAM_BATCH).collect())));
+    }
+    Box::pin(tokio_stream::iter(batches))
+}

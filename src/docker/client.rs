@@ -5,8 +5,14 @@
 use std::sync::RwLock;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
+use bollard::models::{ContainerInspectResponse, ContainerSummary};
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
 use tracing::{info, warn};
 
 use crate::config::DockerEndpoint;
@@ -146,6 +152,76 @@ impl DockerClient {
                 what: format!("ping of docker at {}", self.endpoint()),
             }),
         }
+    }
+}
+
+/// Container calls with the CRI's idempotence built in.
+impl DockerClient {
+    /// `docker inspect`; `None` when there is no such container.
+    pub async fn inspect_container(
+        &self,
+        id: &str,
+        kind: &'static str,
+    ) -> Result<Option<ContainerInspectResponse>, Error> {
+        let docker = self.get().await?;
+        match docker.inspect_container(id, None).await {
+            Ok(c) => Ok(Some(c)),
+            Err(e) => match self.classify(e, kind, id) {
+                Error::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Stops a container, giving it `timeout_secs` after SIGTERM; stopping
+    /// one that is stopped or gone is success.
+    pub async fn stop_container(&self, id: &str, timeout_secs: i64) -> Result<(), Error> {
+        let docker = self.get().await?;
+        let t = i32::try_from(timeout_secs.max(0)).unwrap_or(i32::MAX);
+        let options = StopContainerOptionsBuilder::default().t(t).build();
+        match docker.stop_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 304 | 404,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(self.classify(e, "container", id)),
+        }
+    }
+
+    /// Removes a container and its anonymous volumes, running or not;
+    /// removing one that is gone (or already being removed) is success.
+    pub async fn remove_container(&self, id: &str) -> Result<(), Error> {
+        let docker = self.get().await?;
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409,
+                message,
+            }) if message.contains("already in progress") => Ok(()),
+            Err(e) => Err(self.classify(e, "container", id)),
+        }
+    }
+
+    /// All containers (running or not) carrying every `key=value` label.
+    pub async fn list_containers(&self, labels: &[String]) -> Result<Vec<ContainerSummary>, Error> {
+        let docker = self.get().await?;
+        let filters: HashMap<&str, Vec<String>> = HashMap::from([("label", labels.to_vec())]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.classify(e, "containers", &labels.join(",")))
     }
 }
 

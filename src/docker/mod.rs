@@ -1,5 +1,10 @@
 //! Everything that talks to Docker Engine or translates to and from it.
 
 pub mod client;
+pub mod labels;
+pub mod naming;
+pub mod sandbox_body;
+pub mod sandbox_status;
+pub mod time;
 
 pub use client::DockerClient;

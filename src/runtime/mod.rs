@@ -1,6 +1,11 @@
 //! `RuntimeService`: thin handlers that name the RPC's span and call the
 //! domain function of their area.
 
+pub mod checkpoint;
+pub mod locks;
+pub mod oom;
+pub mod pause;
+pub mod sandbox;
 pub mod status;
 
 use tonic::Request;
@@ -26,44 +31,87 @@ impl RuntimeService for Cri {
 
     async fn run_pod_sandbox(
         &self,
-        _req: Request<RunPodSandboxRequest>,
+        req: Request<RunPodSandboxRequest>,
     ) -> Reply<RunPodSandboxResponse> {
-        Err(server::not_implemented("RunPodSandbox"))
+        let req = req.into_inner();
+        let config = req.config.unwrap_or_default();
+        let meta = config.metadata.clone().unwrap_or_default();
+        let span = info_span!("rpc", method = "RunPodSandbox", pod = %meta.name, namespace = %meta.namespace, uid = %meta.uid, attempt = meta.attempt);
+        let work = async {
+            let id = sandbox::run(&self.ctx, config, &req.runtime_handler).await?;
+            Ok(RunPodSandboxResponse { pod_sandbox_id: id })
+        };
+        server::handle(span, work).await
     }
 
     async fn stop_pod_sandbox(
         &self,
-        _req: Request<StopPodSandboxRequest>,
+        req: Request<StopPodSandboxRequest>,
     ) -> Reply<StopPodSandboxResponse> {
-        Err(server::not_implemented("StopPodSandbox"))
+        let id = req.into_inner().pod_sandbox_id;
+        let span = info_span!("rpc", method = "StopPodSandbox", sandbox = %id);
+        let work = async {
+            sandbox::stop(&self.ctx, &id)
+                .await
+                .map(|()| StopPodSandboxResponse {})
+        };
+        server::handle(span, work).await
     }
 
     async fn remove_pod_sandbox(
         &self,
-        _req: Request<RemovePodSandboxRequest>,
+        req: Request<RemovePodSandboxRequest>,
     ) -> Reply<RemovePodSandboxResponse> {
-        Err(server::not_implemented("RemovePodSandbox"))
+        let id = req.into_inner().pod_sandbox_id;
+        let span = info_span!("rpc", method = "RemovePodSandbox", sandbox = %id);
+        let work = async {
+            sandbox::remove(&self.ctx, &id)
+                .await
+                .map(|()| RemovePodSandboxResponse {})
+        };
+        server::handle(span, work).await
     }
 
     async fn pod_sandbox_status(
         &self,
-        _req: Request<PodSandboxStatusRequest>,
+        req: Request<PodSandboxStatusRequest>,
     ) -> Reply<PodSandboxStatusResponse> {
-        Err(server::not_implemented("PodSandboxStatus"))
+        let req = req.into_inner();
+        let span = debug_span!("rpc", method = "PodSandboxStatus", sandbox = %req.pod_sandbox_id);
+        server::handle(
+            span,
+            sandbox::status(&self.ctx, &req.pod_sandbox_id, req.verbose),
+        )
+        .await
     }
 
     async fn list_pod_sandbox(
         &self,
-        _req: Request<ListPodSandboxRequest>,
+        req: Request<ListPodSandboxRequest>,
     ) -> Reply<ListPodSandboxResponse> {
-        Err(server::not_implemented("ListPodSandbox"))
+        let filter = req.into_inner().filter;
+        let span = debug_span!("rpc", method = "ListPodSandbox");
+        let work = async {
+            Ok(ListPodSandboxResponse {
+                items: sandbox::list(&self.ctx, filter).await?,
+            })
+        };
+        server::handle(span, work).await
     }
 
     async fn stream_pod_sandboxes(
         &self,
-        _req: Request<StreamPodSandboxesRequest>,
+        req: Request<StreamPodSandboxesRequest>,
     ) -> Reply<Self::StreamPodSandboxesStream> {
-        Err(server::not_implemented("StreamPodSandboxes"))
+        let filter = req.into_inner().filter;
+        let span = debug_span!("rpc", method = "StreamPodSandboxes");
+        let work = async {
+            let items = sandbox::list(&self.ctx, filter).await?;
+            Ok(server::stream_batches(items, |pod_sandboxes| {
+                StreamPodSandboxesResponse { pod_sandboxes }
+            }))
+        };
+        server::handle(span, work).await
     }
 
     async fn create_container(
@@ -255,8 +303,16 @@ impl RuntimeService for Cri {
 
     async fn update_pod_sandbox_resources(
         &self,
-        _req: Request<UpdatePodSandboxResourcesRequest>,
+        req: Request<UpdatePodSandboxResourcesRequest>,
     ) -> Reply<UpdatePodSandboxResourcesResponse> {
-        Err(server::not_implemented("UpdatePodSandboxResources"))
+        let req = req.into_inner();
+        let span =
+            info_span!("rpc", method = "UpdatePodSandboxResources", sandbox = %req.pod_sandbox_id);
+        let work = async {
+            sandbox::update_resources(&self.ctx, &req.pod_sandbox_id, req.overhead, req.resources)
+                .await?;
+            Ok(UpdatePodSandboxResourcesResponse {})
+        };
+        server::handle(span, work).await
     }
 }

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod pods;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -54,6 +56,7 @@ pub struct Harness {
     pub socket: PathBuf,
     pub root: PathBuf,
     pub id: String,
+    args: Vec<String>,
     child: Option<Child>,
     channel: Channel,
 }
@@ -83,6 +86,7 @@ impl Harness {
         let child = spawn(&args, &dir.path().join("dockercri.log"));
         let mut h = Harness {
             id: unique_id("t"),
+            args,
             channel: Endpoint::from_static("http://[::]:50051").connect_lazy(),
             socket,
             root,
@@ -114,6 +118,21 @@ impl Harness {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Kills dockercri (SIGKILL, as a crash would) and starts it again
+    /// with the same flags, socket and root directory; reconnects.
+    pub async fn restart_killed(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let log = self.dir.path().join("dockercri.log");
+        let old = std::fs::read_to_string(&log).unwrap_or_default();
+        std::fs::write(self.dir.path().join("dockercri.before-restart.log"), old).ok();
+        self.child = Some(spawn(&self.args, &log));
+        self.wait_serving().await;
+        self.channel = connect(&self.socket).await;
     }
 
     /// The RuntimeService client, as kubelet holds it.

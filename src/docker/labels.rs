@@ -1,0 +1,107 @@
+//! The Docker labels dockershim and cri-dockerd put on containers, and how
+//! CRI labels and annotations are stored among them.
+
+use std::collections::HashMap;
+
+/// `podsandbox` or `container` (`containerTypeLabelKey`).
+pub const TYPE: &str = "io.kubernetes.docker.type";
+pub const TYPE_SANDBOX: &str = "podsandbox";
+pub const TYPE_CONTAINER: &str = "container";
+/// On containers: their sandbox's Docker ID.
+pub const SANDBOX_ID: &str = "io.kubernetes.sandbox.id";
+/// On containers: where kubelet reads the log.
+pub const LOG_PATH: &str = "io.kubernetes.container.logpath";
+/// On sandboxes: the CRI runtime handler they were run with (ours; empty =
+/// dockerd's default runtime).
+pub const RUNTIME_HANDLER: &str = "io.dockercri.runtime-handler";
+/// CRI annotations are stored as labels with this prefix.
+pub const ANNOTATION_PREFIX: &str = "annotation.";
+
+/// Labels that dockercri itself sets: never reported as CRI labels.
+const INTERNAL: &[&str] = &[TYPE, SANDBOX_ID, LOG_PATH, RUNTIME_HANDLER];
+
+/// Docker labels for a CRI object: its labels as they are, its annotations
+/// prefixed, then the internal ones (which win).
+pub fn to_docker(
+    labels: &HashMap<String, String>,
+    annotations: &HashMap<String, String>,
+    internal: &[(&str, &str)],
+) -> HashMap<String, String> {
+    let mut out = labels.clone();
+    for (k, v) in annotations {
+        out.insert(format!("{ANNOTATION_PREFIX}{k}"), v.clone());
+    }
+    for (k, v) in internal {
+        out.insert(k.to_string(), v.to_string());
+    }
+    out
+}
+
+/// Splits Docker labels back into CRI labels and annotations.
+pub fn from_docker(
+    docker: &HashMap<String, String>,
+) -> (HashMap<String, String>, HashMap<String, String>) {
+    let mut labels = HashMap::new();
+    let mut annotations = HashMap::new();
+    for (k, v) in docker {
+        if let Some(key) = k.strip_prefix(ANNOTATION_PREFIX) {
+            annotations.insert(key.to_string(), v.clone());
+        } else if !INTERNAL.contains(&k.as_str()) {
+            labels.insert(k.clone(), v.clone());
+        }
+    }
+    (labels, annotations)
+}
+
+/// True when every `selector` pair is among the CRI labels.
+pub fn matches_selector(
+    labels: &HashMap<String, String>,
+    selector: &HashMap<String, String>,
+) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn labels_and_annotations_round_trip() {
+        let labels = map(&[("app", "web"), ("io.kubernetes.pod.name", "web-0")]);
+        let annotations = map(&[("kubernetes.io/config.seen", "now"), ("app", "x")]);
+        let docker = to_docker(&labels, &annotations, &[(TYPE, TYPE_SANDBOX)]);
+        assert_eq!(docker["annotation.app"], "x");
+        assert_eq!(docker[TYPE], "podsandbox");
+        let (l, a) = from_docker(&docker);
+        assert_eq!(l, labels);
+        assert_eq!(a, annotations);
+    }
+
+    #[test]
+    fn internal_labels_win_over_cri_labels() {
+        let labels = map(&[(TYPE, "container")]);
+        let docker = to_docker(&labels, &HashMap::new(), &[(TYPE, TYPE_SANDBOX)]);
+        assert_eq!(docker[TYPE], TYPE_SANDBOX);
+    }
+
+    #[test]
+    fn selectors_need_every_pair() {
+        let labels = map(&[("a", "1"), ("b", "2")]);
+        for (sel, want) in [
+            (map(&[]), true),
+            (map(&[("a", "1")]), true),
+            (map(&[("a", "1"), ("b", "2")]), true),
+            (map(&[("a", "2")]), false),
+            (map(&[("c", "1")]), false),
+        ] {
+            assert_eq!(matches_selector(&labels, &sel), want, "{sel:?}");
+        }
+    }
+}

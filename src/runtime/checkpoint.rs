@@ -1,0 +1,105 @@
+//! Sandbox checkpoints: what Docker cannot tell us about a sandbox after a
+//! restart (its full CRI config: port mappings, host-network flag, DNS; the
+//! runtime handler; resources from `UpdatePodSandboxResources`), one small
+//! protobuf file per sandbox under `<root>/sandboxes/`, written atomically.
+
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+
+use crate::error::{Error, Result};
+use crate::proto::{LinuxContainerResources, PodSandboxConfig};
+use crate::runtime::status::write_atomically;
+
+/// The directory under the root directory that holds the checkpoints.
+pub const DIR: &str = "sandboxes";
+
+/// One sandbox's checkpoint.
+#[derive(Clone, PartialEq, Message)]
+pub struct SandboxCheckpoint {
+    #[prost(message, optional, tag = "1")]
+    pub config: Option<PodSandboxConfig>,
+    #[prost(string, tag = "2")]
+    pub runtime_handler: String,
+    #[prost(message, optional, tag = "3")]
+    pub overhead: Option<LinuxContainerResources>,
+    #[prost(message, optional, tag = "4")]
+    pub resources: Option<LinuxContainerResources>,
+}
+
+fn path(root: &Path, id: &str) -> Result<PathBuf> {
+    // Docker ids are hex; anything else must not become a path.
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Error::Internal(format!("not a Docker id: {id:?}")));
+    }
+    Ok(root.join(DIR).join(id))
+}
+
+/// Writes (or replaces) the checkpoint of sandbox `id`.
+pub fn save(root: &Path, id: &str, checkpoint: &SandboxCheckpoint) -> Result<()> {
+    let path = path(root, id)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    }
+    write_atomically(&path, &checkpoint.encode_to_vec())
+        .map_err(|e| Error::io(format!("writing checkpoint {}", path.display()), e))
+}
+
+/// Reads the checkpoint of sandbox `id`; `None` when there is none (a
+/// sandbox made by cri-dockerd, or one whose file was lost) or it is corrupt.
+pub fn load(root: &Path, id: &str) -> Option<SandboxCheckpoint> {
+    let bytes = std::fs::read(path(root, id).ok()?).ok()?;
+    SandboxCheckpoint::decode(bytes.as_slice()).ok()
+}
+
+/// Deletes the checkpoint of sandbox `id`; a missing one is fine.
+pub fn remove(root: &Path, id: &str) -> Result<()> {
+    let path = path(root, id)?;
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
+            format!("removing checkpoint {}", path.display()),
+            e,
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{PodSandboxMetadata, PortMapping};
+
+    #[test]
+    fn checkpoints_round_trip_and_vanish() {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = SandboxCheckpoint {
+            config: Some(PodSandboxConfig {
+                metadata: Some(PodSandboxMetadata {
+                    name: "p".into(),
+                    ..Default::default()
+                }),
+                port_mappings: vec![PortMapping {
+                    container_port: 80,
+                    host_port: 8080,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            runtime_handler: "runc".into(),
+            ..Default::default()
+        };
+        save(dir.path(), "abc123", &cp).unwrap();
+        assert_eq!(load(dir.path(), "abc123"), Some(cp));
+        remove(dir.path(), "abc123").unwrap();
+        remove(dir.path(), "abc123").unwrap();
+        assert_eq!(load(dir.path(), "abc123"), None);
+    }
+
+    #[test]
+    fn ids_never_escape_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(save(dir.path(), "../x", &SandboxCheckpoint::default()).is_err());
+        assert!(load(dir.path(), "../../etc/passwd").is_none());
+    }
+}

@@ -1,0 +1,203 @@
+//! The sandbox image: `--pod-infra-container-image` when it is present or
+//! can be pulled, else dockercri's built-in pause image, which it carries
+//! as a static program and imports into Docker on first need.
+
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::query_parameters::{CreateImageOptionsBuilder, TagImageOptionsBuilder};
+use futures_util::StreamExt;
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+
+/// Repository of the built-in pause image (pinned like the configured one).
+pub const BUILTIN_REPOSITORY: &str = "dockercri/pause";
+/// The built-in pause image, one tag per dockercri version.
+pub const BUILTIN_IMAGE: &str = concat!("dockercri/pause:", env!("CARGO_PKG_VERSION"));
+/// The static pause program built by build.rs from `pause/pause.c`.
+static PAUSE_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pause"));
+/// After falling back, try the configured image again this much later.
+const RETRY_CONFIGURED_AFTER: Duration = Duration::from_secs(300);
+
+/// Remembers a fallback so that every RunPodSandbox on an air-gapped node
+/// does not wait for a pull that cannot succeed.
+#[derive(Debug, Default)]
+pub struct PauseImage {
+    fallback_since: Mutex<Option<Instant>>,
+}
+
+/// The image to run the pause container from.
+pub async fn ensure(ctx: &Context) -> Result<String> {
+    let docker = ctx.docker.get().await?;
+    let configured = ctx.config.pause_image.as_str();
+    if docker.inspect_image(configured).await.is_ok() {
+        return Ok(configured.to_string());
+    }
+    let mut fallback = ctx.pause.fallback_since.lock().await;
+    if let Some(since) = *fallback
+        && since.elapsed() < RETRY_CONFIGURED_AFTER
+    {
+        return builtin(ctx, &docker).await;
+    }
+    match pull(&docker, configured, ctx.config.image_pull_progress_deadline).await {
+        Ok(()) => {
+            *fallback = None;
+            info!(image = configured, "pulled the sandbox image");
+            Ok(configured.to_string())
+        }
+        Err(why) => {
+            warn!(
+                image = configured,
+                error = %why,
+                fallback = BUILTIN_IMAGE,
+                "cannot pull the sandbox image; using the built-in pause image"
+            );
+            *fallback = Some(Instant::now());
+            builtin(ctx, &docker).await
+        }
+    }
+}
+
+async fn pull(
+    docker: &Docker,
+    image: &str,
+    stall_limit: Duration,
+) -> std::result::Result<(), String> {
+    let options = CreateImageOptionsBuilder::default()
+        .from_image(image)
+        .build();
+    let mut progress = docker.create_image(Some(options), None, None);
+    loop {
+        match tokio::time::timeout(stall_limit, progress.next()).await {
+            Err(_) => return Err(format!("no progress for {stall_limit:?}")),
+            Ok(None) => return Ok(()),
+            Ok(Some(Err(e))) => return Err(e.to_string()),
+            Ok(Some(Ok(item))) => {
+                if let Some(e) = item.error_detail.and_then(|d| d.message) {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// Imports the built-in pause image unless Docker already has it. Other
+/// dockercri processes may race us: the image is imported untagged and
+/// tagged only while the tag is free, so no loser is left dangling.
+async fn builtin(ctx: &Context, docker: &Docker) -> Result<String> {
+    if docker.inspect_image(BUILTIN_IMAGE).await.is_ok() {
+        return Ok(BUILTIN_IMAGE.to_string());
+    }
+    let mine = import(ctx, docker).await?;
+    let tagged = docker
+        .inspect_image(BUILTIN_IMAGE)
+        .await
+        .ok()
+        .and_then(|i| i.id);
+    if tagged.is_none() {
+        let tag = BUILTIN_IMAGE.rsplit_once(':').map_or("latest", |(_, t)| t);
+        let options = TagImageOptionsBuilder::default()
+            .repo(BUILTIN_REPOSITORY)
+            .tag(tag)
+            .build();
+        docker
+            .tag_image(&mine, Some(options))
+            .await
+            .map_err(|e| ctx.docker.classify(e, "image", BUILTIN_IMAGE))?;
+    }
+    let winner = docker
+        .inspect_image(BUILTIN_IMAGE)
+        .await
+        .ok()
+        .and_then(|i| i.id);
+    if winner.as_deref() != Some(mine.as_str()) {
+        let _ = docker
+            .remove_image(
+                &mine,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await;
+    } else {
+        info!(image = BUILTIN_IMAGE, id = %mine, "imported the built-in pause image");
+    }
+    Ok(BUILTIN_IMAGE.to_string())
+}
+
+/// Imports the pause rootfs as an untagged image; returns its id.
+async fn import(ctx: &Context, docker: &Docker) -> Result<String> {
+    let rootfs = rootfs_tar().map_err(|e| Error::io("building the pause image", e))?;
+    let options = CreateImageOptionsBuilder::default()
+        .from_src("-")
+        .changes(vec![r#"ENTRYPOINT ["/pause"]"#.to_string()])
+        .build();
+    let mut stream =
+        docker.create_image(Some(options), Some(bollard::body_full(rootfs.into())), None);
+    let mut id = None;
+    while let Some(item) = stream.next().await {
+        let item = item.map_err(|e| ctx.docker.classify(e, "image", BUILTIN_IMAGE))?;
+        if let Some(message) = item.error_detail.and_then(|d| d.message) {
+            return Err(Error::Internal(format!(
+                "importing {BUILTIN_IMAGE}: {message}"
+            )));
+        }
+        if let Some(status) = item.status.filter(|s| s.starts_with("sha256:")) {
+            id = Some(status);
+        }
+    }
+    id.ok_or_else(|| {
+        Error::Internal(format!(
+            "importing {BUILTIN_IMAGE}: docker reported no image id"
+        ))
+    })
+}
+
+/// A rootfs holding only `/pause`.
+fn rootfs_tar() -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(PAUSE_PROGRAM.len() as u64);
+    header.set_mode(0o755);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    builder.append_data(&mut header, "pause", PAUSE_PROGRAM)?;
+    builder.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_program_is_a_static_elf() {
+        assert_eq!(&PAUSE_PROGRAM[..4], b"\x7fELF");
+        assert!(
+            PAUSE_PROGRAM.len() < 2 << 20,
+            "{} bytes",
+            PAUSE_PROGRAM.len()
+        );
+    }
+
+    #[test]
+    fn the_rootfs_holds_an_executable_pause() {
+        let tar = rootfs_tar().unwrap();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let entries: Vec<_> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().mode().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(entries, [("pause".to_string(), 0o755)]);
+    }
+}

@@ -1,0 +1,419 @@
+//! Pod sandboxes: run, stop, remove, status, list, resources. A sandbox is
+//! a pause container; its CRI config is checkpointed under the root
+//! directory so that a restart of dockercri loses nothing.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use futures_util::future::join_all;
+use tracing::{debug, info, warn};
+
+use crate::config::NetworkPlugin;
+use crate::context::Context;
+use crate::docker::sandbox_body::{self, PodNetwork, SANDBOX_OOM_SCORE_ADJ, SandboxInputs};
+use crate::docker::{labels, sandbox_status, time};
+use crate::error::{Error, Result};
+use crate::proto::{
+    LinuxContainerResources, PodSandbox, PodSandboxConfig, PodSandboxFilter,
+    PodSandboxStatusResponse,
+};
+use crate::runtime::checkpoint::{self, SandboxCheckpoint};
+use crate::runtime::pause;
+
+/// Seconds a pod's containers get between SIGTERM and SIGKILL when the pod
+/// is stopped (kubelet has normally stopped them already, with the pod's
+/// own grace period).
+const STOP_GRACE_SECS: i64 = 10;
+
+/// What a failed `run` must take back.
+#[derive(Default)]
+struct Undo {
+    container: Option<String>,
+    checkpoint: Option<String>,
+    directory: Option<PathBuf>,
+}
+
+impl Undo {
+    async fn run(self, ctx: &Context) {
+        if let Some(id) = &self.container
+            && let Err(e) = ctx.docker.remove_container(id).await
+        {
+            warn!(sandbox = %id, error = %e, "cannot remove the half-made sandbox");
+        }
+        if let Some(id) = &self.checkpoint {
+            let _ = checkpoint::remove(&ctx.config.root_directory, id);
+        }
+        if let Some(dir) = &self.directory {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// `RunPodSandbox`: returns the id once the pause container runs. On any
+/// failure everything made so far is removed before the error returns.
+pub async fn run(ctx: &Context, config: PodSandboxConfig, runtime_handler: &str) -> Result<String> {
+    let name = sandbox_body::name(&config)?;
+    let seccomp = read_localhost_seccomp(&config)?;
+    let network = match ctx.config.network_plugin {
+        NetworkPlugin::DockerBridge => PodNetwork::DockerBridge,
+        NetworkPlugin::Cni => PodNetwork::None,
+    };
+    let runtime = (!runtime_handler.is_empty()).then_some(runtime_handler);
+    let mut inputs = SandboxInputs {
+        image: "",
+        network,
+        runtime,
+        seccomp_localhost: seccomp.as_deref(),
+        oom_score_adj: ctx.oom.clamp(SANDBOX_OOM_SCORE_ADJ),
+    };
+    // Refuse bad input before anything is made.
+    sandbox_body::create_body(&config, &inputs)?;
+
+    let _pod = ctx.pod_locks.lock(&name).await;
+    if let Some(id) = reuse_existing(ctx, &name).await? {
+        return Ok(id);
+    }
+    if let Some(handler) = runtime {
+        check_runtime_handler(ctx, handler).await?;
+    }
+    let image = pause::ensure(ctx).await?;
+    inputs.image = &image;
+    let body = sandbox_body::create_body(&config, &inputs)?;
+
+    let mut undo = Undo::default();
+    match create_and_start(ctx, &name, &config, runtime_handler, body, &mut undo).await {
+        Ok(id) => {
+            info!(sandbox = %id, name = %name, "pod sandbox is running");
+            Ok(id)
+        }
+        Err(e) => {
+            undo.run(ctx).await;
+            Err(e)
+        }
+    }
+}
+
+async fn create_and_start(
+    ctx: &Context,
+    name: &str,
+    config: &PodSandboxConfig,
+    runtime_handler: &str,
+    body: bollard::models::ContainerCreateBody,
+    undo: &mut Undo,
+) -> Result<String> {
+    if !config.log_directory.is_empty() {
+        undo.directory = create_dir(Path::new(&config.log_directory))?;
+    }
+    let docker = ctx.docker.get().await?;
+    let options = bollard::query_parameters::CreateContainerOptionsBuilder::default()
+        .name(name)
+        .build();
+    let created = docker
+        .create_container(Some(options), body)
+        .await
+        .map_err(|e| match ctx.docker.classify(e, "pod sandbox", name) {
+            // A 404 here is the image vanishing under us, not the sandbox.
+            Error::NotFound { .. } => Error::FailedPrecondition {
+                what: format!("pod sandbox {name:?}"),
+                why: "the sandbox image disappeared during creation".into(),
+            },
+            other => other,
+        })?;
+    let id = created.id;
+    undo.container = Some(id.clone());
+
+    undo.checkpoint = Some(id.clone());
+    checkpoint::save(
+        &ctx.config.root_directory,
+        &id,
+        &SandboxCheckpoint {
+            config: Some(config.clone()),
+            runtime_handler: runtime_handler.to_string(),
+            ..Default::default()
+        },
+    )?;
+
+    docker
+        .start_container(&id, None)
+        .await
+        .map_err(|e| ctx.docker.classify(e, "pod sandbox", name))?;
+    let inspect = ctx
+        .docker
+        .inspect_container(&id, "pod sandbox")
+        .await?
+        .ok_or_else(|| Error::not_found("pod sandbox", name))?;
+    let state = inspect.state.unwrap_or_default();
+    if state.running != Some(true) {
+        return Err(Error::FailedPrecondition {
+            what: format!("pod sandbox {name:?}"),
+            why: format!(
+                "the pause container exited at once (exit code {}): {}",
+                state.exit_code.unwrap_or_default(),
+                state.error.unwrap_or_default()
+            ),
+        });
+    }
+    Ok(id)
+}
+
+/// Creates `dir` (and missing parents); returns the topmost directory it
+/// made, for undo, or `None` when it existed.
+fn create_dir(dir: &Path) -> Result<Option<PathBuf>> {
+    if dir.is_dir() {
+        return Ok(None);
+    }
+    let mut topmost = dir.to_path_buf();
+    while let Some(parent) = topmost.parent() {
+        if parent.exists() {
+            break;
+        }
+        topmost = parent.to_path_buf();
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating log directory {}", dir.display()), e))?;
+    Ok(Some(topmost))
+}
+
+/// The same pod asked for twice: the running sandbox is the answer; a dead
+/// one in the way of the name is removed.
+async fn reuse_existing(ctx: &Context, name: &str) -> Result<Option<String>> {
+    let Some(existing) = ctx.docker.inspect_container(name, "pod sandbox").await? else {
+        return Ok(None);
+    };
+    let id = existing.id.clone().unwrap_or_default();
+    let running = existing.state.as_ref().and_then(|s| s.running) == Some(true);
+    let labels = existing.config.as_ref().and_then(|c| c.labels.as_ref());
+    if running && sandbox_status::is_sandbox(labels) {
+        debug!(sandbox = %id, "the pod already has a running sandbox");
+        return Ok(Some(id));
+    }
+    info!(container = %id, name, "removing a dead container in the way of the sandbox name");
+    ctx.docker.remove_container(&id).await?;
+    let _ = checkpoint::remove(&ctx.config.root_directory, &id);
+    Ok(None)
+}
+
+async fn check_runtime_handler(ctx: &Context, handler: &str) -> Result<()> {
+    let docker = ctx.docker.get().await?;
+    let info = docker
+        .info()
+        .await
+        .map_err(|e| ctx.docker.classify(e, "docker", "info"))?;
+    let runtimes = info.runtimes.unwrap_or_default();
+    if runtimes.contains_key(handler) {
+        return Ok(());
+    }
+    let mut known: Vec<_> = runtimes.keys().cloned().collect();
+    known.sort();
+    Err(Error::invalid(
+        "runtime_handler",
+        format!(
+            "{handler:?} is not a runtime dockerd knows (known: {})",
+            known.join(", ")
+        ),
+    ))
+}
+
+fn read_localhost_seccomp(config: &PodSandboxConfig) -> Result<Option<String>> {
+    let sc = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref());
+    // The deprecated path field still comes from older kubelets.
+    #[allow(deprecated)]
+    let Some(path) = sc.and_then(|sc| {
+        sandbox_body::seccomp_localhost_path(sc.seccomp.as_ref(), &sc.seccomp_profile_path)
+    }) else {
+        return Ok(None);
+    };
+    let field = "config.linux.security_context.seccomp.localhost_ref";
+    if !Path::new(path).is_absolute() {
+        return Err(Error::invalid(field, format!("{path:?} is not absolute")));
+    }
+    std::fs::read_to_string(path)
+        .map(Some)
+        .map_err(|e| Error::invalid(field, format!("cannot read {path:?}: {e}")))
+}
+
+/// The sandbox with this id, if there is one (any other container is not).
+async fn find(
+    ctx: &Context,
+    id: &str,
+) -> Result<Option<bollard::models::ContainerInspectResponse>> {
+    if id.is_empty() {
+        return Err(Error::invalid("pod_sandbox_id", "must not be empty"));
+    }
+    let found = ctx.docker.inspect_container(id, "pod sandbox").await?;
+    Ok(found
+        .filter(|c| sandbox_status::is_sandbox(c.config.as_ref().and_then(|c| c.labels.as_ref()))))
+}
+
+/// The containers of sandbox `id` (running or not).
+async fn members(ctx: &Context, id: &str) -> Result<Vec<String>> {
+    let containers = ctx
+        .docker
+        .list_containers(&[format!("{}={id}", labels::SANDBOX_ID)])
+        .await?;
+    Ok(containers.into_iter().filter_map(|c| c.id).collect())
+}
+
+fn lock_key(sandbox: &bollard::models::ContainerInspectResponse) -> String {
+    sandbox
+        .name
+        .as_deref()
+        .unwrap_or_default()
+        .trim_start_matches('/')
+        .to_string()
+}
+
+/// `StopPodSandbox`: stops every container of the pod, then the pause
+/// container. Unknown ids and stopped pods are success.
+pub async fn stop(ctx: &Context, id: &str) -> Result<()> {
+    let Some(sandbox) = find(ctx, id).await? else {
+        return Ok(());
+    };
+    let full_id = sandbox.id.clone().unwrap_or_default();
+    let _pod = ctx.pod_locks.lock(&lock_key(&sandbox)).await;
+    let stops = members(ctx, &full_id)
+        .await?
+        .into_iter()
+        .map(|c| async move { ctx.docker.stop_container(&c, STOP_GRACE_SECS).await });
+    for result in join_all(stops).await {
+        result?;
+    }
+    ctx.docker.stop_container(&full_id, STOP_GRACE_SECS).await?;
+    info!(sandbox = %full_id, "pod sandbox stopped");
+    Ok(())
+}
+
+/// `RemovePodSandbox`: removes every container of the pod, the pause
+/// container and the checkpoint. Unknown ids are success.
+pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
+    let sandbox = find(ctx, id).await?;
+    let full_id = sandbox
+        .as_ref()
+        .and_then(|s| s.id.clone())
+        .unwrap_or_else(|| id.to_string());
+    let _pod = match &sandbox {
+        Some(s) => Some(ctx.pod_locks.lock(&lock_key(s)).await),
+        None => None,
+    };
+    let removals = members(ctx, &full_id)
+        .await?
+        .into_iter()
+        .map(|c| async move { ctx.docker.remove_container(&c).await });
+    for result in join_all(removals).await {
+        result?;
+    }
+    if sandbox.is_some() {
+        ctx.docker.remove_container(&full_id).await?;
+        info!(sandbox = %full_id, "pod sandbox removed");
+    }
+    if full_id.chars().all(|c| c.is_ascii_hexdigit()) && !full_id.is_empty() {
+        checkpoint::remove(&ctx.config.root_directory, &full_id)?;
+    }
+    Ok(())
+}
+
+/// `PodSandboxStatus`; unknown ids are `NOT_FOUND`.
+pub async fn status(ctx: &Context, id: &str, verbose: bool) -> Result<PodSandboxStatusResponse> {
+    let sandbox = find(ctx, id)
+        .await?
+        .ok_or_else(|| Error::not_found("pod sandbox", id))?;
+    let full_id = sandbox.id.clone().unwrap_or_default();
+    let saved = checkpoint::load(&ctx.config.root_directory, &full_id);
+    let status = sandbox_status::status(
+        &sandbox,
+        saved.as_ref().and_then(|c| c.config.as_ref()),
+        saved.as_ref().map(|c| c.runtime_handler.as_str()),
+    )
+    .ok_or_else(|| Error::not_found("pod sandbox", id))?;
+    let mut info = HashMap::new();
+    if verbose {
+        info.insert(
+            "info".to_string(),
+            verbose_info(&sandbox, saved.as_ref()).to_string(),
+        );
+    }
+    Ok(PodSandboxStatusResponse {
+        status: Some(status),
+        info,
+        containers_statuses: vec![],
+        timestamp: time::now_ns(),
+    })
+}
+
+fn verbose_info(
+    sandbox: &bollard::models::ContainerInspectResponse,
+    saved: Option<&SandboxCheckpoint>,
+) -> serde_json::Value {
+    let host = sandbox.host_config.clone().unwrap_or_default();
+    let config = saved.and_then(|c| c.config.as_ref());
+    serde_json::json!({
+        "pid": sandbox.state.as_ref().and_then(|s| s.pid),
+        "image": sandbox.config.as_ref().and_then(|c| c.image.clone()),
+        "networkMode": host.network_mode,
+        "cgroupParent": host.cgroup_parent,
+        "runtime": host.runtime,
+        "dns": config.and_then(|c| c.dns_config.as_ref()).map(|d| serde_json::json!({
+            "servers": d.servers, "searches": d.searches, "options": d.options,
+        })),
+        "portMappings": config.map(|c| c.port_mappings.iter().map(|p| serde_json::json!({
+            "protocol": p.protocol, "containerPort": p.container_port,
+            "hostPort": p.host_port, "hostIP": p.host_ip,
+        })).collect::<Vec<_>>()),
+        "resources": saved.and_then(|c| c.resources.as_ref()).map(resources_json),
+        "overhead": saved.and_then(|c| c.overhead.as_ref()).map(resources_json),
+        "checkpointed": saved.is_some(),
+    })
+}
+
+fn resources_json(r: &LinuxContainerResources) -> serde_json::Value {
+    serde_json::json!({
+        "cpuPeriod": r.cpu_period, "cpuQuota": r.cpu_quota, "cpuShares": r.cpu_shares,
+        "memoryLimitInBytes": r.memory_limit_in_bytes, "cpusetCpus": r.cpuset_cpus,
+        "cpusetMems": r.cpuset_mems,
+    })
+}
+
+/// `ListPodSandbox` with every filter applied.
+pub async fn list(ctx: &Context, filter: Option<PodSandboxFilter>) -> Result<Vec<PodSandbox>> {
+    let filter = filter.unwrap_or_default();
+    let mut wanted = vec![format!("{}={}", labels::TYPE, labels::TYPE_SANDBOX)];
+    wanted.extend(
+        filter
+            .label_selector
+            .iter()
+            .map(|(k, v)| format!("{k}={v}")),
+    );
+    let containers = ctx.docker.list_containers(&wanted).await?;
+    Ok(containers
+        .iter()
+        .filter_map(sandbox_status::from_summary)
+        .filter(|s| s.id.starts_with(&filter.id))
+        .filter(|s| filter.state.as_ref().is_none_or(|v| v.state == s.state))
+        .filter(|s| labels::matches_selector(&s.labels, &filter.label_selector))
+        .collect())
+}
+
+/// `UpdatePodSandboxResources`: kubelet resizes the pod cgroup itself; we
+/// record the new values with the sandbox. Unknown ids are `NOT_FOUND`.
+pub async fn update_resources(
+    ctx: &Context,
+    id: &str,
+    overhead: Option<LinuxContainerResources>,
+    resources: Option<LinuxContainerResources>,
+) -> Result<()> {
+    let sandbox = find(ctx, id)
+        .await?
+        .ok_or_else(|| Error::not_found("pod sandbox", id))?;
+    let full_id = sandbox.id.clone().unwrap_or_default();
+    let _pod = ctx.pod_locks.lock(&lock_key(&sandbox)).await;
+    let root = &ctx.config.root_directory;
+    let mut saved = checkpoint::load(root, &full_id).unwrap_or_default();
+    saved.overhead = overhead;
+    saved.resources = resources;
+    checkpoint::save(root, &full_id, &saved)?;
+    debug!(sandbox = %full_id, "pod sandbox resources recorded");
+    Ok(())
+}
