@@ -83,6 +83,14 @@ impl DockerClient {
         self.cached().map(|d| d.client_version().to_string())
     }
 
+    /// The negotiated API version as (major, minor).
+    pub fn api_version_tuple(&self) -> Option<(usize, usize)> {
+        self.cached().map(|d| {
+            let v = d.client_version();
+            (v.major_version, v.minor_version)
+        })
+    }
+
     fn cached(&self) -> Option<Docker> {
         self.handle.read().ok().and_then(|slot| slot.clone())
     }
@@ -176,8 +184,13 @@ impl DockerClient {
     /// Stops a container, giving it `timeout_secs` after SIGTERM; stopping
     /// one that is stopped or gone is success.
     pub async fn stop_container(&self, id: &str, timeout_secs: i64) -> Result<(), Error> {
-        let docker = self.get().await?;
         let t = i32::try_from(timeout_secs.max(0)).unwrap_or(i32::MAX);
+        // Docker answers only after the grace period: wait that long and more.
+        let wait = Duration::from_secs(u64::try_from(t).unwrap_or(0)) + Duration::from_secs(30);
+        let docker = self
+            .get()
+            .await?
+            .with_timeout(wait.max(Duration::from_secs(DOCKER_TIMEOUT_SECS)));
         let options = StopContainerOptionsBuilder::default().t(t).build();
         match docker.stop_container(id, Some(options)).await {
             Ok(()) => Ok(()),

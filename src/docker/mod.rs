@@ -1,6 +1,8 @@
 //! Everything that talks to Docker Engine or translates to and from it.
 
 pub mod client;
+pub mod container_body;
+pub mod container_status;
 pub mod labels;
 pub mod naming;
 pub mod sandbox_body;

@@ -2,6 +2,7 @@
 //! domain function of their area.
 
 pub mod checkpoint;
+pub mod container;
 pub mod locks;
 pub mod oom;
 pub mod pause;
@@ -116,58 +117,119 @@ impl RuntimeService for Cri {
 
     async fn create_container(
         &self,
-        _req: Request<CreateContainerRequest>,
+        req: Request<CreateContainerRequest>,
     ) -> Reply<CreateContainerResponse> {
-        Err(server::not_implemented("CreateContainer"))
+        let req = req.into_inner();
+        let config = req.config.unwrap_or_default();
+        let name = config
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        let span = info_span!("rpc", method = "CreateContainer", sandbox = %req.pod_sandbox_id, container = %name);
+        let work = async {
+            let id = container::create(&self.ctx, &req.pod_sandbox_id, config, req.sandbox_config)
+                .await?;
+            Ok(CreateContainerResponse { container_id: id })
+        };
+        server::handle(span, work).await
     }
 
     async fn start_container(
         &self,
-        _req: Request<StartContainerRequest>,
+        req: Request<StartContainerRequest>,
     ) -> Reply<StartContainerResponse> {
-        Err(server::not_implemented("StartContainer"))
+        let id = req.into_inner().container_id;
+        let span = info_span!("rpc", method = "StartContainer", container = %id);
+        let work = async {
+            container::start(&self.ctx, &id)
+                .await
+                .map(|()| StartContainerResponse {})
+        };
+        server::handle(span, work).await
     }
 
     async fn stop_container(
         &self,
-        _req: Request<StopContainerRequest>,
+        req: Request<StopContainerRequest>,
     ) -> Reply<StopContainerResponse> {
-        Err(server::not_implemented("StopContainer"))
+        let req = req.into_inner();
+        let span = info_span!("rpc", method = "StopContainer", container = %req.container_id, timeout = req.timeout);
+        let work = async {
+            container::stop(&self.ctx, &req.container_id, req.timeout).await?;
+            Ok(StopContainerResponse {})
+        };
+        server::handle(span, work).await
     }
 
     async fn remove_container(
         &self,
-        _req: Request<RemoveContainerRequest>,
+        req: Request<RemoveContainerRequest>,
     ) -> Reply<RemoveContainerResponse> {
-        Err(server::not_implemented("RemoveContainer"))
+        let id = req.into_inner().container_id;
+        let span = info_span!("rpc", method = "RemoveContainer", container = %id);
+        let work = async {
+            container::remove(&self.ctx, &id)
+                .await
+                .map(|()| RemoveContainerResponse {})
+        };
+        server::handle(span, work).await
     }
 
     async fn list_containers(
         &self,
-        _req: Request<ListContainersRequest>,
+        req: Request<ListContainersRequest>,
     ) -> Reply<ListContainersResponse> {
-        Err(server::not_implemented("ListContainers"))
+        let filter = req.into_inner().filter;
+        let span = debug_span!("rpc", method = "ListContainers");
+        let work = async {
+            Ok(ListContainersResponse {
+                containers: container::list(&self.ctx, filter).await?,
+            })
+        };
+        server::handle(span, work).await
     }
 
     async fn stream_containers(
         &self,
-        _req: Request<StreamContainersRequest>,
+        req: Request<StreamContainersRequest>,
     ) -> Reply<Self::StreamContainersStream> {
-        Err(server::not_implemented("StreamContainers"))
+        let filter = req.into_inner().filter;
+        let span = debug_span!("rpc", method = "StreamContainers");
+        let work = async {
+            let items = container::list(&self.ctx, filter).await?;
+            Ok(server::stream_batches(items, |containers| {
+                StreamContainersResponse { containers }
+            }))
+        };
+        server::handle(span, work).await
     }
 
     async fn container_status(
         &self,
-        _req: Request<ContainerStatusRequest>,
+        req: Request<ContainerStatusRequest>,
     ) -> Reply<ContainerStatusResponse> {
-        Err(server::not_implemented("ContainerStatus"))
+        let req = req.into_inner();
+        let span = debug_span!("rpc", method = "ContainerStatus", container = %req.container_id);
+        server::handle(
+            span,
+            container::status(&self.ctx, &req.container_id, req.verbose),
+        )
+        .await
     }
 
     async fn update_container_resources(
         &self,
-        _req: Request<UpdateContainerResourcesRequest>,
+        req: Request<UpdateContainerResourcesRequest>,
     ) -> Reply<UpdateContainerResourcesResponse> {
-        Err(server::not_implemented("UpdateContainerResources"))
+        let req = req.into_inner();
+        let span =
+            info_span!("rpc", method = "UpdateContainerResources", container = %req.container_id);
+        let work = async {
+            container::update_resources(&self.ctx, &req.container_id, req.linux).await?;
+            Ok(UpdateContainerResourcesResponse {})
+        };
+        server::handle(span, work).await
     }
 
     async fn reopen_container_log(

@@ -15,7 +15,7 @@ use crate::docker::{labels, sandbox_status, time};
 use crate::error::{Error, Result};
 use crate::proto::{
     LinuxContainerResources, PodSandbox, PodSandboxConfig, PodSandboxFilter,
-    PodSandboxStatusResponse,
+    PodSandboxStatusResponse, SecurityProfile,
 };
 use crate::runtime::checkpoint::{self, SandboxCheckpoint};
 use crate::runtime::pause;
@@ -215,18 +215,32 @@ async fn check_runtime_handler(ctx: &Context, handler: &str) -> Result<()> {
 }
 
 fn read_localhost_seccomp(config: &PodSandboxConfig) -> Result<Option<String>> {
-    let sc = config
+    let Some(sc) = config
         .linux
         .as_ref()
-        .and_then(|l| l.security_context.as_ref());
-    // The deprecated path field still comes from older kubelets.
-    #[allow(deprecated)]
-    let Some(path) = sc.and_then(|sc| {
-        sandbox_body::seccomp_localhost_path(sc.seccomp.as_ref(), &sc.seccomp_profile_path)
-    }) else {
+        .and_then(|l| l.security_context.as_ref())
+    else {
         return Ok(None);
     };
-    let field = "config.linux.security_context.seccomp.localhost_ref";
+    // The deprecated path field still comes from older kubelets.
+    #[allow(deprecated)]
+    let path = &sc.seccomp_profile_path;
+    read_seccomp_profile(
+        sc.seccomp.as_ref(),
+        path,
+        "config.linux.security_context.seccomp.localhost_ref",
+    )
+}
+
+/// Reads the file a `Localhost` seccomp profile names, if it names one.
+pub(crate) fn read_seccomp_profile(
+    profile: Option<&SecurityProfile>,
+    deprecated_path: &str,
+    field: &'static str,
+) -> Result<Option<String>> {
+    let Some(path) = sandbox_body::seccomp_localhost_path(profile, deprecated_path) else {
+        return Ok(None);
+    };
     if !Path::new(path).is_absolute() {
         return Err(Error::invalid(field, format!("{path:?} is not absolute")));
     }
@@ -236,7 +250,7 @@ fn read_localhost_seccomp(config: &PodSandboxConfig) -> Result<Option<String>> {
 }
 
 /// The sandbox with this id, if there is one (any other container is not).
-async fn find(
+pub(crate) async fn find(
     ctx: &Context,
     id: &str,
 ) -> Result<Option<bollard::models::ContainerInspectResponse>> {

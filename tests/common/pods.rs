@@ -154,3 +154,142 @@ impl Harness {
         id
     }
 }
+
+/// A container config as kubelet builds it: `sh -c script` in busybox,
+/// logging to `<name>/0.log`, labelled for cleanup.
+pub fn container_config(
+    h: &Harness,
+    name: &str,
+    script: &str,
+) -> dockercri::proto::ContainerConfig {
+    dockercri::proto::ContainerConfig {
+        metadata: Some(dockercri::proto::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(dockercri::proto::ImageSpec {
+            image: BUSYBOX.into(),
+            ..Default::default()
+        }),
+        command: vec!["sh".into(), "-c".into()],
+        args: vec![script.into()],
+        log_path: format!("{name}/0.log"),
+        labels: h.labels(),
+        ..Default::default()
+    }
+}
+
+/// The text of a kubelet log file, in either format kubelet reads: Docker's
+/// json-file lines or CRI lines (`<time> <stream> <tag> <text>`).
+pub fn log_text(path: &str) -> String {
+    let raw = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out = String::new();
+    for line in raw.lines() {
+        if line.starts_with('{') {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+            out.push_str(v["log"].as_str().unwrap_or_default());
+        } else {
+            let mut parts = line.splitn(4, ' ');
+            let (_, _, tag, text) = (parts.next(), parts.next(), parts.next(), parts.next());
+            out.push_str(text.unwrap_or_default());
+            if tag != Some("P") {
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// A running pod plus the config kubelet would pass along with containers.
+pub struct Pod {
+    pub id: String,
+    pub config: PodSandboxConfig,
+}
+
+impl Harness {
+    /// Runs a plain pod for app containers.
+    pub async fn pod(&self, name: &str) -> Pod {
+        let config = self.pod_config(name);
+        let id = self.run_pod(config.clone()).await;
+        Pod { id, config }
+    }
+
+    /// Creates a container in `pod`; returns the CRI result.
+    pub async fn try_create(
+        &self,
+        pod: &Pod,
+        config: dockercri::proto::ContainerConfig,
+    ) -> Result<String, tonic::Status> {
+        self.rt()
+            .create_container(dockercri::proto::CreateContainerRequest {
+                pod_sandbox_id: pod.id.clone(),
+                config: Some(config),
+                sandbox_config: Some(pod.config.clone()),
+            })
+            .await
+            .map(|r| r.into_inner().container_id)
+    }
+
+    /// Creates and starts a container (panics on failure).
+    pub async fn start_container(
+        &self,
+        pod: &Pod,
+        config: dockercri::proto::ContainerConfig,
+    ) -> String {
+        let id = self
+            .try_create(pod, config)
+            .await
+            .unwrap_or_else(|e| panic!("CreateContainer: {e:?}\n{}", self.logs()));
+        self.rt()
+            .start_container(dockercri::proto::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("StartContainer: {e:?}\n{}", self.logs()));
+        id
+    }
+
+    /// The container's CRI status.
+    pub async fn container_status(&self, id: &str) -> dockercri::proto::ContainerStatus {
+        self.rt()
+            .container_status(dockercri::proto::ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
+    }
+
+    /// Waits (up to 30 s) until the container has exited; returns its status.
+    pub async fn wait_exited(&self, id: &str) -> dockercri::proto::ContainerStatus {
+        for _ in 0..300 {
+            let s = self.container_status(id).await;
+            if s.state() == dockercri::proto::ContainerState::ContainerExited {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("container {id} did not exit");
+    }
+
+    /// Runs `script` in a new container of `pod` with `adjust` applied to
+    /// its config, waits for it, and returns (exit code, log text).
+    pub async fn run_script(
+        &self,
+        pod: &Pod,
+        name: &str,
+        script: &str,
+        adjust: impl FnOnce(&mut dockercri::proto::ContainerConfig),
+    ) -> (i32, String) {
+        let mut config = container_config(self, name, script);
+        adjust(&mut config);
+        let id = self.start_container(pod, config).await;
+        let s = self.wait_exited(&id).await;
+        // Docker flushes the log right after the exit.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        (s.exit_code, log_text(&s.log_path))
+    }
+}

@@ -1,0 +1,777 @@
+//! CRI `ContainerConfig` (+ its sandbox's config) → Docker create body.
+//! Pure: validation and translation only; the caller supplies what needs
+//! I/O (the sandbox id, a localhost seccomp profile's text, the OOM clamp).
+
+use bollard::models::{
+    ContainerCreateBody, DeviceMapping, HostConfig, Mount as DockerMount, MountBindOptions,
+    MountType,
+};
+
+use crate::docker::labels;
+use crate::docker::sandbox_body::{
+    apparmor_opts, check_absolute_path, check_name_part, seccomp_opts, selinux_opts,
+};
+use crate::error::{Error, Result};
+use crate::proto::{
+    ContainerConfig, LinuxContainerResources, Mount, MountPropagation, NamespaceMode,
+    NamespaceOption, PodSandboxConfig, Signal, SupplementalGroupsPolicy,
+};
+use crate::runtime::oom::OomPolicy;
+
+/// What the container body needs besides the CRI configs.
+#[derive(Debug, Clone)]
+pub struct ContainerInputs<'a> {
+    pub sandbox_id: &'a str,
+    pub sandbox: &'a PodSandboxConfig,
+    /// The text of a `Localhost` seccomp profile, already read.
+    pub seccomp_localhost: Option<&'a str>,
+    pub oom: OomPolicy,
+    /// Docker's API can make a bind mount recursively read-only (API 1.44+).
+    pub recursive_read_only: bool,
+}
+
+/// The kubelet log path: `<sandbox log_directory>/<log_path>`, or `None`
+/// when kubelet gave none. A `log_path` that escapes the directory is refused.
+pub fn log_path(config: &ContainerConfig, sandbox: &PodSandboxConfig) -> Result<Option<String>> {
+    if config.log_path.is_empty() {
+        return Ok(None);
+    }
+    if std::path::Path::new(&config.log_path).is_absolute() {
+        return Err(Error::invalid(
+            "config.log_path",
+            "must be relative to the sandbox's log_directory",
+        ));
+    }
+    if sandbox.log_directory.is_empty() {
+        return Err(Error::invalid(
+            "sandbox_config.log_directory",
+            "must be set when the container has a log_path",
+        ));
+    }
+    let joined = std::path::Path::new(&sandbox.log_directory).join(&config.log_path);
+    let joined = joined.display().to_string();
+    check_absolute_path("config.log_path", &joined)?;
+    Ok(Some(joined))
+}
+
+/// Docker's namespace mode string for one CRI namespace option.
+fn namespace_mode(
+    field: &'static str,
+    mode: i32,
+    sandbox_id: &str,
+    target_id: &str,
+    private: Option<&'static str>,
+) -> Result<Option<String>> {
+    match NamespaceMode::try_from(mode) {
+        Ok(NamespaceMode::Pod) => Ok(Some(format!("container:{sandbox_id}"))),
+        Ok(NamespaceMode::Node) => Ok(Some("host".into())),
+        Ok(NamespaceMode::Container) => match private {
+            Some(p) => Ok(Some(p.to_string()).filter(|p| !p.is_empty())),
+            None => Err(Error::invalid(field, "CONTAINER is not valid here")),
+        },
+        Ok(NamespaceMode::Target) if !target_id.is_empty() => {
+            Ok(Some(format!("container:{target_id}")))
+        }
+        Ok(NamespaceMode::Target) => Err(Error::invalid(field, "TARGET needs target_id")),
+        Err(_) => Err(Error::invalid(field, format!("unknown mode {mode}"))),
+    }
+}
+
+/// Docker's network, PID and IPC modes for the container.
+pub fn namespaces(
+    opts: Option<&NamespaceOption>,
+    sandbox_id: &str,
+) -> Result<(Option<String>, Option<String>, Option<String>)> {
+    let default = NamespaceOption::default();
+    let o = opts.unwrap_or(&default);
+    let f = "config.linux.security_context.namespace_options";
+    Ok((
+        namespace_mode(f, o.network, sandbox_id, &o.target_id, None)?,
+        // CONTAINER: the container's own PID namespace (Docker's default).
+        namespace_mode(f, o.pid, sandbox_id, &o.target_id, Some(""))?,
+        namespace_mode(f, o.ipc, sandbox_id, &o.target_id, None)?,
+    ))
+}
+
+/// One CRI mount as a Docker bind string (`src:dst[:opts]`), or, when it
+/// must be recursively read-only, as a `Mounts` entry.
+pub fn mount(m: &Mount, recursive_read_only: bool) -> Result<MountSpec> {
+    check_absolute_path("config.mounts.container_path", &m.container_path)?;
+    if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
+        return Err(Error::invalid(
+            "config.mounts.image",
+            "image volumes are not supported by Docker Engine",
+        ));
+    }
+    if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
+        return Err(Error::invalid(
+            "config.mounts.uid_mappings",
+            "idmapped mounts are not supported by Docker Engine",
+        ));
+    }
+    if m.host_path.is_empty() {
+        return Err(Error::invalid(
+            "config.mounts.host_path",
+            "must not be empty",
+        ));
+    }
+    if m.host_path.contains(':') || m.container_path.contains(':') {
+        return Err(Error::invalid(
+            "config.mounts",
+            format!(
+                "{:?} holds a ':', which Docker bind mounts cannot express",
+                m.host_path
+            ),
+        ));
+    }
+    let propagation = match MountPropagation::try_from(m.propagation) {
+        Ok(MountPropagation::PropagationPrivate) => None,
+        Ok(MountPropagation::PropagationHostToContainer) => Some("rslave"),
+        Ok(MountPropagation::PropagationBidirectional) => Some("rshared"),
+        Err(_) => {
+            return Err(Error::invalid(
+                "config.mounts.propagation",
+                format!("unknown propagation {}", m.propagation),
+            ));
+        }
+    };
+    if m.recursive_read_only {
+        if !m.readonly {
+            return Err(Error::invalid(
+                "config.mounts.recursive_read_only",
+                "needs readonly to be set too",
+            ));
+        }
+        if propagation.is_some() {
+            return Err(Error::invalid(
+                "config.mounts.recursive_read_only",
+                "needs private propagation",
+            ));
+        }
+        if !recursive_read_only {
+            return Err(Error::invalid(
+                "config.mounts.recursive_read_only",
+                "this Docker Engine cannot make mounts recursively read-only (needs API 1.44)",
+            ));
+        }
+        return Ok(MountSpec::Mount(Box::new(DockerMount {
+            target: Some(m.container_path.clone()),
+            source: Some(m.host_path.clone()),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            bind_options: Some(MountBindOptions {
+                read_only_force_recursive: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })));
+    }
+    let mut opts = vec![];
+    if m.readonly {
+        opts.push("ro");
+    }
+    if let Some(p) = propagation {
+        opts.push(p);
+    }
+    if m.selinux_relabel {
+        opts.push("Z");
+    }
+    let mut bind = format!("{}:{}", m.host_path, m.container_path);
+    if !opts.is_empty() {
+        bind.push(':');
+        bind.push_str(&opts.join(","));
+    }
+    Ok(MountSpec::Bind(bind))
+}
+
+/// A mount in whichever of Docker's two forms it needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MountSpec {
+    Bind(String),
+    Mount(Box<DockerMount>),
+}
+
+/// Resources that Docker takes at create and update time.
+pub fn resources(r: &LinuxContainerResources, oom: OomPolicy, host: &mut HostConfig) -> Result<()> {
+    let positive = |v: i64| (v > 0).then_some(v);
+    host.cpu_period = positive(r.cpu_period);
+    host.cpu_quota = positive(r.cpu_quota);
+    host.cpu_shares = positive(r.cpu_shares);
+    host.memory = positive(r.memory_limit_in_bytes);
+    host.memory_swap = match r.memory_swap_limit_in_bytes {
+        v if v > 0 => Some(v),
+        // -1 is "unlimited swap" in Docker; 0 is "not set".
+        -1 => Some(-1),
+        _ => None,
+    };
+    host.cpuset_cpus = (!r.cpuset_cpus.is_empty()).then(|| r.cpuset_cpus.clone());
+    host.cpuset_mems = (!r.cpuset_mems.is_empty()).then(|| r.cpuset_mems.clone());
+    if let Some(h) = r.hugepage_limits.iter().find(|h| h.limit > 0) {
+        return Err(Error::invalid(
+            "config.linux.resources.hugepage_limits",
+            format!("Docker Engine cannot limit {} huge pages", h.page_size),
+        ));
+    }
+    for (key, value) in &r.unified {
+        match (key.as_str(), host.memory) {
+            // kubelet's "no swap" on cgroup v2; Docker says it as swap = memory.
+            ("memory.swap.max", Some(memory)) => {
+                host.memory_swap = Some(match value.as_str() {
+                    "max" => -1,
+                    v => memory.saturating_add(v.parse::<i64>().map_err(|_| {
+                        Error::invalid(
+                            "config.linux.resources.unified",
+                            format!("memory.swap.max={v:?}"),
+                        )
+                    })?),
+                });
+            }
+            ("memory.swap.max", None) => {}
+            _ => {
+                return Err(Error::invalid(
+                    "config.linux.resources.unified",
+                    format!("Docker Engine cannot set the cgroup v2 key {key:?}"),
+                ));
+            }
+        }
+    }
+    if r.oom_score_adj != 0 {
+        if !(-1000..=1000).contains(&r.oom_score_adj) {
+            return Err(Error::invalid(
+                "config.linux.resources.oom_score_adj",
+                format!("{} is outside -1000..1000", r.oom_score_adj),
+            ));
+        }
+        host.oom_score_adj = Some(oom.clamp(r.oom_score_adj));
+    }
+    Ok(())
+}
+
+/// The container's create body.
+pub fn create_body(
+    config: &ContainerConfig,
+    inputs: &ContainerInputs,
+) -> Result<ContainerCreateBody> {
+    let meta = config
+        .metadata
+        .as_ref()
+        .ok_or_else(|| Error::invalid("config.metadata", "missing"))?;
+    check_name_part("config.metadata.name", &meta.name)?;
+    let image = config
+        .image
+        .as_ref()
+        .map(|i| i.image.trim())
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| Error::invalid("config.image", "missing"))?;
+    let log_path = log_path(config, inputs.sandbox)?;
+    let linux = config.linux.clone().unwrap_or_default();
+    let sc = linux.security_context.clone().unwrap_or_default();
+
+    let mut host = HostConfig::default();
+    let (network, pid, ipc) = namespaces(sc.namespace_options.as_ref(), inputs.sandbox_id)?;
+    host.network_mode = network;
+    host.pid_mode = pid;
+    host.ipc_mode = ipc;
+    if let Some(r) = &linux.resources {
+        resources(r, inputs.oom, &mut host)?;
+    }
+    let parent = inputs
+        .sandbox
+        .linux
+        .as_ref()
+        .map(|l| l.cgroup_parent.clone())
+        .unwrap_or_default();
+    host.cgroup_parent = (!parent.is_empty()).then_some(parent);
+
+    let mut binds = vec![];
+    let mut mounts = vec![];
+    for m in &config.mounts {
+        match mount(m, inputs.recursive_read_only)? {
+            MountSpec::Bind(b) => binds.push(b),
+            MountSpec::Mount(m) => mounts.push(*m),
+        }
+    }
+    host.binds = (!binds.is_empty()).then_some(binds);
+    host.mounts = (!mounts.is_empty()).then_some(mounts);
+    let mut devices = vec![];
+    for d in &config.devices {
+        check_absolute_path("config.devices.host_path", &d.host_path)?;
+        check_absolute_path("config.devices.container_path", &d.container_path)?;
+        if !d.permissions.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
+            return Err(Error::invalid(
+                "config.devices.permissions",
+                format!("{:?} is not a combination of r, w and m", d.permissions),
+            ));
+        }
+        devices.push(DeviceMapping {
+            path_on_host: Some(d.host_path.clone()),
+            path_in_container: Some(d.container_path.clone()),
+            cgroup_permissions: Some(if d.permissions.is_empty() {
+                "rwm".into()
+            } else {
+                d.permissions.clone()
+            }),
+        });
+    }
+    host.devices = (!devices.is_empty()).then_some(devices);
+    if !config.cdi_devices.is_empty() {
+        return Err(Error::invalid(
+            "config.CDI_devices",
+            "CDI devices are not supported by Docker Engine 20.10",
+        ));
+    }
+
+    // Security context.
+    host.privileged = sc.privileged.then_some(true);
+    host.readonly_rootfs = sc.readonly_rootfs.then_some(true);
+    if let Some(caps) = &sc.capabilities {
+        if !caps.add_ambient_capabilities.is_empty() {
+            return Err(Error::invalid(
+                "config.linux.security_context.capabilities.add_ambient_capabilities",
+                "ambient capabilities are not supported by Docker Engine",
+            ));
+        }
+        host.cap_add =
+            (!caps.add_capabilities.is_empty()).then(|| normalise_caps(&caps.add_capabilities));
+        host.cap_drop =
+            (!caps.drop_capabilities.is_empty()).then(|| normalise_caps(&caps.drop_capabilities));
+    }
+    if sc.supplemental_groups_policy == SupplementalGroupsPolicy::Strict as i32 {
+        return Err(Error::invalid(
+            "config.linux.security_context.supplemental_groups_policy",
+            "Strict is not supported: Docker Engine always merges the groups of the image's /etc/group",
+        ));
+    }
+    host.group_add = (!sc.supplemental_groups.is_empty())
+        .then(|| sc.supplemental_groups.iter().map(i64::to_string).collect());
+    let user = match (
+        &sc.run_as_user,
+        sc.run_as_username.as_str(),
+        &sc.run_as_group,
+    ) {
+        (Some(u), _, g) => Some(with_group(u.value.to_string(), g.as_ref())),
+        (None, name, g) if !name.is_empty() => Some(with_group(name.to_string(), g.as_ref())),
+        (None, _, Some(_)) => {
+            return Err(Error::invalid(
+                "config.linux.security_context.run_as_group",
+                "run_as_group needs run_as_user or run_as_username",
+            ));
+        }
+        _ => None,
+    };
+    #[allow(deprecated)] // older kubelets still send the path fields
+    let mut security_opt = seccomp_opts(
+        sc.seccomp.as_ref(),
+        &sc.seccomp_profile_path,
+        inputs.seccomp_localhost,
+        "config.linux.security_context.seccomp",
+    )?;
+    #[allow(deprecated)]
+    let apparmor = match (&sc.apparmor, sc.apparmor_profile.as_str()) {
+        (Some(p), _) => apparmor_opts(Some(p), "config.linux.security_context.apparmor")?,
+        (None, "" | "runtime/default") => vec![],
+        (None, "unconfined") => vec!["apparmor=unconfined".into()],
+        (None, p) => vec![format!(
+            "apparmor={}",
+            p.strip_prefix("localhost/").unwrap_or(p)
+        )],
+    };
+    security_opt.extend(apparmor);
+    security_opt.extend(selinux_opts(sc.selinux_options.as_ref()));
+    if sc.no_new_privs {
+        security_opt.push("no-new-privileges".into());
+    }
+    host.security_opt = (!security_opt.is_empty()).then_some(security_opt);
+    host.masked_paths = (!sc.masked_paths.is_empty()).then(|| sc.masked_paths.clone());
+    host.readonly_paths = (!sc.readonly_paths.is_empty()).then(|| sc.readonly_paths.clone());
+
+    let mut internal = vec![
+        (labels::TYPE, labels::TYPE_CONTAINER),
+        (labels::SANDBOX_ID, inputs.sandbox_id),
+    ];
+    if let Some(path) = &log_path {
+        internal.push((labels::LOG_PATH, path.as_str()));
+    }
+    let docker_labels = labels::to_docker(&config.labels, &config.annotations, &internal);
+    let mut env = vec![];
+    for kv in &config.envs {
+        if kv.key.is_empty() || kv.key.contains('=') {
+            return Err(Error::invalid(
+                "config.envs",
+                format!("bad variable name {:?}", kv.key),
+            ));
+        }
+        let value = String::from_utf8(kv.value.clone()).map_err(|_| {
+            Error::invalid(
+                "config.envs",
+                format!("the value of {} is not UTF-8", kv.key),
+            )
+        })?;
+        env.push(format!("{}={value}", kv.key));
+    }
+    let stop_signal = match Signal::try_from(config.stop_signal) {
+        Ok(Signal::RuntimeDefault) => None,
+        Ok(s) => Some(s.as_str_name().to_string()),
+        Err(_) => {
+            return Err(Error::invalid(
+                "config.stop_signal",
+                format!("unknown signal {}", config.stop_signal),
+            ));
+        }
+    };
+    let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    Ok(ContainerCreateBody {
+        image: Some(image.to_string()),
+        entrypoint: non_empty(&config.command),
+        cmd: non_empty(&config.args),
+        working_dir: (!config.working_dir.is_empty()).then(|| config.working_dir.clone()),
+        env: (!env.is_empty()).then_some(env),
+        labels: Some(docker_labels),
+        user,
+        tty: Some(config.tty),
+        open_stdin: Some(config.stdin),
+        stdin_once: Some(config.stdin_once),
+        attach_stdin: Some(config.stdin),
+        attach_stdout: Some(true),
+        attach_stderr: Some(!config.tty),
+        stop_signal,
+        host_config: Some(host),
+        ..Default::default()
+    })
+}
+
+fn with_group(user: String, group: Option<&crate::proto::Int64Value>) -> String {
+    match group {
+        Some(g) => format!("{user}:{}", g.value),
+        None => user,
+    }
+}
+
+/// Docker wants capability names without `CAP_`; `ALL` stays.
+fn normalise_caps(caps: &[String]) -> Vec<String> {
+    caps.iter()
+        .map(|c| {
+            let upper = c.to_ascii_uppercase();
+            upper
+                .strip_prefix("CAP_")
+                .map(str::to_string)
+                .unwrap_or(upper)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{
+        Capability, ContainerMetadata, Device, ImageSpec, Int64Value, KeyValue,
+        LinuxContainerConfig, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
+    };
+
+    fn sandbox() -> PodSandboxConfig {
+        PodSandboxConfig {
+            log_directory: "/var/log/pods/ns_pod_uid".into(),
+            linux: Some(LinuxPodSandboxConfig {
+                cgroup_parent: "/kubepods/pod1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn config() -> ContainerConfig {
+        ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: "app".into(),
+                attempt: 1,
+            }),
+            image: Some(ImageSpec {
+                image: "busybox:latest".into(),
+                ..Default::default()
+            }),
+            log_path: "app/1.log".into(),
+            ..Default::default()
+        }
+    }
+
+    fn secured(sc: LinuxContainerSecurityContext) -> ContainerConfig {
+        ContainerConfig {
+            linux: Some(LinuxContainerConfig {
+                security_context: Some(sc),
+                ..Default::default()
+            }),
+            ..config()
+        }
+    }
+
+    fn body(c: &ContainerConfig) -> Result<ContainerCreateBody> {
+        let s = sandbox();
+        create_body(
+            c,
+            &ContainerInputs {
+                sandbox_id: "sb1",
+                sandbox: &s,
+                seccomp_localhost: None,
+                oom: OomPolicy { floor: Some(0) },
+                recursive_read_only: false,
+            },
+        )
+    }
+
+    #[test]
+    fn the_basics_translate() {
+        let mut c = config();
+        c.command = vec!["/bin/sh".into(), "-c".into()];
+        c.args = vec!["echo hi".into()];
+        c.working_dir = "/work".into();
+        c.envs = vec![KeyValue {
+            key: "A".into(),
+            value: b"1=2".to_vec(),
+        }];
+        c.labels.insert("l".into(), "v".into());
+        c.annotations.insert("a".into(), "w".into());
+        c.stop_signal = Signal::Sigint as i32;
+        let b = body(&c).unwrap();
+        let h = b.host_config.as_ref().unwrap();
+        assert_eq!(b.image.as_deref(), Some("busybox:latest"));
+        assert_eq!(b.entrypoint.as_deref().unwrap(), ["/bin/sh", "-c"]);
+        assert_eq!(b.cmd.as_deref().unwrap(), ["echo hi"]);
+        assert_eq!(b.working_dir.as_deref(), Some("/work"));
+        assert_eq!(b.env.as_deref().unwrap(), ["A=1=2"]);
+        assert_eq!(b.stop_signal.as_deref(), Some("SIGINT"));
+        let l = b.labels.as_ref().unwrap();
+        assert_eq!(l["io.kubernetes.docker.type"], "container");
+        assert_eq!(l["io.kubernetes.sandbox.id"], "sb1");
+        assert_eq!(
+            l["io.kubernetes.container.logpath"],
+            "/var/log/pods/ns_pod_uid/app/1.log"
+        );
+        assert_eq!(l["l"], "v");
+        assert_eq!(l["annotation.a"], "w");
+        assert_eq!(h.network_mode.as_deref(), Some("container:sb1"));
+        assert_eq!(h.ipc_mode.as_deref(), Some("container:sb1"));
+        assert_eq!(h.pid_mode.as_deref(), Some("container:sb1"));
+        assert_eq!(h.cgroup_parent.as_deref(), Some("/kubepods/pod1"));
+        assert_eq!(h.security_opt.as_deref().unwrap(), ["seccomp=unconfined"]);
+    }
+
+    #[test]
+    fn namespace_modes_map_to_docker() {
+        use NamespaceMode::*;
+        let cases = [
+            (
+                (Pod, Pod, Pod),
+                ("container:sb", Some("container:sb"), "container:sb"),
+            ),
+            ((Node, Node, Node), ("host", Some("host"), "host")),
+            (
+                (Pod, Container, Pod),
+                ("container:sb", None, "container:sb"),
+            ),
+            (
+                (Pod, Target, Pod),
+                ("container:sb", Some("container:tgt"), "container:sb"),
+            ),
+        ];
+        for ((n, p, i), (wn, wp, wi)) in cases {
+            let opts = NamespaceOption {
+                network: n as i32,
+                pid: p as i32,
+                ipc: i as i32,
+                target_id: "tgt".into(),
+                ..Default::default()
+            };
+            let (gn, gp, gi) = namespaces(Some(&opts), "sb").unwrap();
+            assert_eq!(
+                (gn.as_deref(), gp.as_deref(), gi.as_deref()),
+                (Some(wn), wp, Some(wi))
+            );
+        }
+        let bad = NamespaceOption {
+            network: NamespaceMode::Container as i32,
+            ..Default::default()
+        };
+        assert!(namespaces(Some(&bad), "sb").is_err());
+    }
+
+    #[test]
+    fn mounts_become_bind_strings() {
+        let m = |readonly, propagation: MountPropagation, selinux_relabel| Mount {
+            host_path: "/h".into(),
+            container_path: "/c".into(),
+            readonly,
+            propagation: propagation as i32,
+            selinux_relabel,
+            ..Default::default()
+        };
+        use MountPropagation::*;
+        for (mount_, want) in [
+            (m(false, PropagationPrivate, false), "/h:/c"),
+            (m(true, PropagationPrivate, false), "/h:/c:ro"),
+            (m(false, PropagationHostToContainer, false), "/h:/c:rslave"),
+            (
+                m(true, PropagationBidirectional, true),
+                "/h:/c:ro,rshared,Z",
+            ),
+        ] {
+            assert_eq!(mount(&mount_, false).unwrap(), MountSpec::Bind(want.into()));
+        }
+        let mut rro = m(true, PropagationPrivate, false);
+        rro.recursive_read_only = true;
+        let err = mount(&rro, false).unwrap_err();
+        assert!(err.to_string().contains("recursive_read_only"), "{err}");
+        assert!(matches!(mount(&rro, true).unwrap(), MountSpec::Mount(_)));
+        rro.readonly = false;
+        assert!(mount(&rro, true).is_err(), "rro needs readonly");
+        let relative = Mount {
+            container_path: "c".into(),
+            host_path: "/h".into(),
+            ..Default::default()
+        };
+        assert!(mount(&relative, false).is_err());
+    }
+
+    #[test]
+    fn resources_translate_and_oom_is_clamped() {
+        let r = LinuxContainerResources {
+            cpu_period: 100_000,
+            cpu_quota: 50_000,
+            cpu_shares: 512,
+            memory_limit_in_bytes: 64 << 20,
+            memory_swap_limit_in_bytes: 64 << 20,
+            oom_score_adj: -997,
+            cpuset_cpus: "0".into(),
+            ..Default::default()
+        };
+        let mut h = HostConfig::default();
+        resources(&r, OomPolicy { floor: Some(0) }, &mut h).unwrap();
+        assert_eq!(
+            (h.cpu_period, h.cpu_quota, h.cpu_shares),
+            (Some(100_000), Some(50_000), Some(512))
+        );
+        assert_eq!((h.memory, h.memory_swap), (Some(64 << 20), Some(64 << 20)));
+        assert_eq!(h.oom_score_adj, Some(0));
+        assert_eq!(h.cpuset_cpus.as_deref(), Some("0"));
+        resources(&r, OomPolicy { floor: None }, &mut h).unwrap();
+        assert_eq!(h.oom_score_adj, Some(-997));
+        let bad = LinuxContainerResources {
+            oom_score_adj: 5000,
+            ..Default::default()
+        };
+        assert!(resources(&bad, OomPolicy { floor: None }, &mut h).is_err());
+    }
+
+    #[test]
+    fn security_context_translates() {
+        let b = body(&secured(LinuxContainerSecurityContext {
+            capabilities: Some(Capability {
+                add_capabilities: vec!["CAP_NET_ADMIN".into(), "sys_time".into()],
+                drop_capabilities: vec!["ALL".into()],
+                ..Default::default()
+            }),
+            run_as_user: Some(Int64Value { value: 1000 }),
+            run_as_group: Some(Int64Value { value: 2000 }),
+            supplemental_groups: vec![3000, 4000],
+            readonly_rootfs: true,
+            no_new_privs: true,
+            masked_paths: vec!["/proc/kcore".into()],
+            readonly_paths: vec!["/proc/sys".into()],
+            ..Default::default()
+        }))
+        .unwrap();
+        let h = b.host_config.unwrap();
+        assert_eq!(b.user.as_deref(), Some("1000:2000"));
+        assert_eq!(h.cap_add.unwrap(), ["NET_ADMIN", "SYS_TIME"]);
+        assert_eq!(h.cap_drop.unwrap(), ["ALL"]);
+        assert_eq!(h.group_add.unwrap(), ["3000", "4000"]);
+        assert_eq!(h.readonly_rootfs, Some(true));
+        assert!(
+            h.security_opt
+                .unwrap()
+                .contains(&"no-new-privileges".to_string())
+        );
+        assert_eq!(h.masked_paths.unwrap(), ["/proc/kcore"]);
+        assert_eq!(h.readonly_paths.unwrap(), ["/proc/sys"]);
+
+        let b = body(&secured(LinuxContainerSecurityContext {
+            run_as_username: "app".into(),
+            ..Default::default()
+        }))
+        .unwrap();
+        assert_eq!(b.user.as_deref(), Some("app"));
+    }
+
+    #[test]
+    fn bad_configs_name_the_field() {
+        let cases: Vec<(ContainerConfig, &str)> = vec![
+            (
+                ContainerConfig {
+                    metadata: None,
+                    ..config()
+                },
+                "config.metadata",
+            ),
+            (
+                ContainerConfig {
+                    image: None,
+                    ..config()
+                },
+                "config.image",
+            ),
+            (
+                secured(LinuxContainerSecurityContext {
+                    run_as_group: Some(Int64Value { value: 1 }),
+                    ..Default::default()
+                }),
+                "run_as_group",
+            ),
+            (
+                secured(LinuxContainerSecurityContext {
+                    supplemental_groups_policy: SupplementalGroupsPolicy::Strict as i32,
+                    ..Default::default()
+                }),
+                "supplemental_groups_policy",
+            ),
+            (
+                ContainerConfig {
+                    log_path: "../../../etc/passwd".into(),
+                    ..config()
+                },
+                "config.log_path",
+            ),
+            (
+                ContainerConfig {
+                    log_path: "/etc/passwd".into(),
+                    ..config()
+                },
+                "config.log_path",
+            ),
+            (
+                ContainerConfig {
+                    devices: vec![Device {
+                        host_path: "/dev/null".into(),
+                        container_path: "/dev/x".into(),
+                        permissions: "rwx".into(),
+                    }],
+                    ..config()
+                },
+                "permissions",
+            ),
+            (
+                ContainerConfig {
+                    envs: vec![KeyValue {
+                        key: "A=B".into(),
+                        value: vec![],
+                    }],
+                    ..config()
+                },
+                "config.envs",
+            ),
+        ];
+        for (c, field) in cases {
+            let err = body(&c).unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+            assert!(err.to_string().contains(field), "want {field}: {err}");
+        }
+    }
+}

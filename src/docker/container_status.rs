@@ -1,0 +1,306 @@
+//! Docker's view of an app container → CRI `Container` and
+//! `ContainerStatus`. Pure.
+
+use bollard::models::{
+    ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary,
+    ContainerSummaryStateEnum, HostConfig, MountPoint,
+};
+
+use crate::docker::{labels, naming, time};
+use crate::proto::{
+    Container, ContainerResources, ContainerState, ContainerStatus, ContainerUser, ImageSpec,
+    LinuxContainerResources, Mount, MountPropagation,
+};
+
+/// Exit reasons kubelet knows.
+pub const REASON_COMPLETED: &str = "Completed";
+pub const REASON_ERROR: &str = "Error";
+pub const REASON_OOM_KILLED: &str = "OOMKilled";
+
+/// Docker's container state in CRI terms (inspect flavour).
+pub fn state(s: Option<ContainerStateStatusEnum>) -> ContainerState {
+    use ContainerStateStatusEnum as D;
+    match s {
+        Some(D::CREATED) => ContainerState::ContainerCreated,
+        Some(D::RUNNING | D::PAUSED | D::RESTARTING | D::STOPPING) => {
+            ContainerState::ContainerRunning
+        }
+        Some(D::EXITED | D::DEAD) => ContainerState::ContainerExited,
+        _ => ContainerState::ContainerUnknown,
+    }
+}
+
+/// Docker's container state in CRI terms (list flavour).
+pub fn summary_state(s: Option<ContainerSummaryStateEnum>) -> ContainerState {
+    use ContainerSummaryStateEnum as D;
+    match s {
+        Some(D::CREATED) => ContainerState::ContainerCreated,
+        Some(D::RUNNING | D::PAUSED | D::RESTARTING | D::STOPPING) => {
+            ContainerState::ContainerRunning
+        }
+        Some(D::EXITED | D::DEAD) => ContainerState::ContainerExited,
+        _ => ContainerState::ContainerUnknown,
+    }
+}
+
+/// True for containers labelled as app containers.
+pub fn is_container(docker_labels: Option<&std::collections::HashMap<String, String>>) -> bool {
+    docker_labels
+        .and_then(|l| l.get(labels::TYPE))
+        .map(String::as_str)
+        == Some(labels::TYPE_CONTAINER)
+}
+
+/// A `ListContainers` item; `None` for containers that are not part of a pod.
+pub fn from_summary(c: &ContainerSummary) -> Option<Container> {
+    if !is_container(c.labels.as_ref()) {
+        return None;
+    }
+    let (metadata, _) = c
+        .names
+        .as_ref()?
+        .iter()
+        .find_map(|n| naming::parse_container_name(n))?;
+    let docker_labels = c.labels.clone().unwrap_or_default();
+    let sandbox = docker_labels.get(labels::SANDBOX_ID)?.clone();
+    let (labels, annotations) = labels::from_docker(&docker_labels);
+    let image_id = c.image_id.clone().unwrap_or_default();
+    Some(Container {
+        id: c.id.clone()?,
+        pod_sandbox_id: sandbox,
+        metadata: Some(metadata),
+        image: Some(ImageSpec {
+            image: c.image.clone().unwrap_or_default(),
+            ..Default::default()
+        }),
+        image_ref: image_id.clone(),
+        image_id,
+        state: summary_state(c.state) as i32,
+        created_at: c.created.unwrap_or(0).saturating_mul(1_000_000_000),
+        labels,
+        annotations,
+    })
+}
+
+/// The reason kubelet shows for an exited container.
+pub fn exit_reason(exit_code: i64, oom_killed: bool) -> &'static str {
+    if oom_killed {
+        REASON_OOM_KILLED
+    } else if exit_code == 0 {
+        REASON_COMPLETED
+    } else {
+        REASON_ERROR
+    }
+}
+
+/// A mount as Docker reports it, in CRI terms.
+pub fn mount(m: &MountPoint) -> Mount {
+    let mode = m.mode.clone().unwrap_or_default();
+    let propagation = match m.propagation.as_deref() {
+        Some("rslave" | "slave") => MountPropagation::PropagationHostToContainer,
+        Some("rshared" | "shared") => MountPropagation::PropagationBidirectional,
+        _ => MountPropagation::PropagationPrivate,
+    };
+    Mount {
+        container_path: m.destination.clone().unwrap_or_default(),
+        host_path: m.source.clone().unwrap_or_default(),
+        readonly: m.rw == Some(false),
+        selinux_relabel: mode.split(',').any(|o| o == "Z" || o == "z"),
+        propagation: propagation as i32,
+        ..Default::default()
+    }
+}
+
+/// The resources Docker applies, in CRI terms.
+pub fn resources(h: &HostConfig) -> LinuxContainerResources {
+    LinuxContainerResources {
+        cpu_period: h.cpu_period.unwrap_or(0),
+        cpu_quota: h.cpu_quota.unwrap_or(0),
+        cpu_shares: h.cpu_shares.unwrap_or(0),
+        memory_limit_in_bytes: h.memory.unwrap_or(0),
+        memory_swap_limit_in_bytes: h.memory_swap.unwrap_or(0),
+        oom_score_adj: h.oom_score_adj.unwrap_or(0),
+        cpuset_cpus: h.cpuset_cpus.clone().unwrap_or_default(),
+        cpuset_mems: h.cpuset_mems.clone().unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+/// `ContainerStatus` from `docker inspect`; `None` when it is not an app
+/// container of a pod. `user` is read from the running process, if any.
+pub fn status(
+    inspect: &ContainerInspectResponse,
+    user: Option<ContainerUser>,
+) -> Option<ContainerStatus> {
+    let config = inspect.config.clone().unwrap_or_default();
+    if !is_container(config.labels.as_ref()) {
+        return None;
+    }
+    let docker_labels = config.labels.clone().unwrap_or_default();
+    let (metadata, _) = naming::parse_container_name(inspect.name.as_deref()?)?;
+    let (labels, annotations) = labels::from_docker(&docker_labels);
+    let st = inspect.state.clone().unwrap_or_default();
+    let cri_state = state(st.status);
+    let exit_code = st.exit_code.unwrap_or(0);
+    let (reason, exit) = match cri_state {
+        ContainerState::ContainerExited => (
+            exit_reason(exit_code, st.oom_killed == Some(true)).to_string(),
+            exit_code,
+        ),
+        _ => (String::new(), 0),
+    };
+    let image_id = inspect.image.clone().unwrap_or_default();
+    let stop_signal = config
+        .stop_signal
+        .as_deref()
+        .and_then(crate::proto::Signal::from_str_name)
+        .map_or(0, |s| s as i32);
+    Some(ContainerStatus {
+        id: inspect.id.clone()?,
+        metadata: Some(metadata),
+        state: cri_state as i32,
+        created_at: inspect.created.as_deref().map_or(0, time::rfc3339_to_ns),
+        started_at: st.started_at.as_deref().map_or(0, time::rfc3339_to_ns),
+        finished_at: st.finished_at.as_deref().map_or(0, time::rfc3339_to_ns),
+        exit_code: i32::try_from(exit).unwrap_or(i32::MAX),
+        image: Some(ImageSpec {
+            image: config.image.clone().unwrap_or_default(),
+            ..Default::default()
+        }),
+        image_ref: image_id.clone(),
+        image_id,
+        reason,
+        message: st.error.unwrap_or_default(),
+        labels,
+        annotations,
+        mounts: inspect
+            .mounts
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(mount)
+            .collect(),
+        log_path: docker_labels
+            .get(labels::LOG_PATH)
+            .cloned()
+            .unwrap_or_default(),
+        resources: inspect.host_config.as_ref().map(|h| ContainerResources {
+            linux: Some(resources(h)),
+            windows: None,
+        }),
+        user,
+        stop_signal,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{ContainerConfig, ContainerState as DockerState};
+    use std::collections::HashMap;
+
+    fn inspect(status: ContainerStateStatusEnum, exit: i64, oom: bool) -> ContainerInspectResponse {
+        ContainerInspectResponse {
+            id: Some("c1".into()),
+            name: Some("/k8s_app_web_default_uid_2".into()),
+            created: Some("2023-11-14T22:13:20Z".into()),
+            image: Some("sha256:abc".into()),
+            state: Some(DockerState {
+                status: Some(status),
+                exit_code: Some(exit),
+                oom_killed: Some(oom),
+                started_at: Some("2023-11-14T22:13:21Z".into()),
+                finished_at: Some("0001-01-01T00:00:00Z".into()),
+                ..Default::default()
+            }),
+            config: Some(ContainerConfig {
+                image: Some("busybox".into()),
+                labels: Some(HashMap::from([
+                    (labels::TYPE.to_string(), labels::TYPE_CONTAINER.to_string()),
+                    (labels::SANDBOX_ID.to_string(), "sb".to_string()),
+                    (labels::LOG_PATH.to_string(), "/logs/app/2.log".to_string()),
+                    ("k".to_string(), "v".to_string()),
+                ])),
+                ..Default::default()
+            }),
+            host_config: Some(HostConfig {
+                memory: Some(1 << 20),
+                ..Default::default()
+            }),
+            mounts: Some(vec![MountPoint {
+                source: Some("/h".into()),
+                destination: Some("/c".into()),
+                rw: Some(false),
+                propagation: Some("rslave".into()),
+                mode: Some("Z".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn docker_states_map_to_cri_states() {
+        use ContainerStateStatusEnum as D;
+        for (docker, want) in [
+            (Some(D::CREATED), ContainerState::ContainerCreated),
+            (Some(D::RUNNING), ContainerState::ContainerRunning),
+            (Some(D::PAUSED), ContainerState::ContainerRunning),
+            (Some(D::EXITED), ContainerState::ContainerExited),
+            (Some(D::DEAD), ContainerState::ContainerExited),
+            (Some(D::REMOVING), ContainerState::ContainerUnknown),
+            (None, ContainerState::ContainerUnknown),
+        ] {
+            assert_eq!(state(docker), want, "{docker:?}");
+        }
+    }
+
+    #[test]
+    fn exit_reasons() {
+        for (code, oom, want) in [
+            (0, false, "Completed"),
+            (1, false, "Error"),
+            (137, true, "OOMKilled"),
+        ] {
+            assert_eq!(exit_reason(code, oom), want);
+        }
+    }
+
+    #[test]
+    fn inspect_becomes_status() {
+        let s = status(&inspect(ContainerStateStatusEnum::EXITED, 3, false), None).unwrap();
+        assert_eq!(s.id, "c1");
+        assert_eq!(s.metadata.as_ref().unwrap().name, "app");
+        assert_eq!(s.metadata.as_ref().unwrap().attempt, 2);
+        assert_eq!(s.state(), ContainerState::ContainerExited);
+        assert_eq!((s.exit_code, s.reason.as_str()), (3, "Error"));
+        assert_eq!(s.created_at, 1_700_000_000_000_000_000);
+        assert_eq!(s.started_at, 1_700_000_001_000_000_000);
+        assert_eq!(s.finished_at, 0);
+        assert_eq!(s.image.as_ref().unwrap().image, "busybox");
+        assert_eq!(
+            (s.image_ref.as_str(), s.image_id.as_str()),
+            ("sha256:abc", "sha256:abc")
+        );
+        assert_eq!(s.log_path, "/logs/app/2.log");
+        assert_eq!(
+            s.labels,
+            HashMap::from([("k".to_string(), "v".to_string())])
+        );
+        let m = &s.mounts[0];
+        assert!(m.readonly && m.selinux_relabel);
+        assert_eq!(
+            m.propagation(),
+            MountPropagation::PropagationHostToContainer
+        );
+        assert_eq!(
+            s.resources.unwrap().linux.unwrap().memory_limit_in_bytes,
+            1 << 20
+        );
+
+        let running = status(&inspect(ContainerStateStatusEnum::RUNNING, 0, false), None).unwrap();
+        assert_eq!((running.exit_code, running.reason.as_str()), (0, ""));
+        let oom = status(&inspect(ContainerStateStatusEnum::EXITED, 137, true), None).unwrap();
+        assert_eq!((oom.exit_code, oom.reason.as_str()), (137, "OOMKilled"));
+    }
+}

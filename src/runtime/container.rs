@@ -1,0 +1,364 @@
+//! App containers: create, start, stop, remove, status, list, resources.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use bollard::models::{ContainerCreateBody, ContainerUpdateBody};
+use tracing::{debug, info, warn};
+
+use crate::context::Context;
+use crate::docker::container_body::{self, ContainerInputs};
+use crate::docker::{container_status, labels, naming};
+use crate::error::{Error, Result};
+use crate::proto::{
+    Container, ContainerConfig, ContainerFilter, ContainerStatusResponse, ContainerUser,
+    LinuxContainerResources, LinuxContainerUser, PodSandboxConfig,
+};
+use crate::runtime::{checkpoint, sandbox};
+
+/// API version from which Docker can make bind mounts recursively read-only.
+const RRO_API: (usize, usize) = (1, 44);
+
+/// `CreateContainer` in sandbox `sandbox_id`. Nothing is left behind on error.
+pub async fn create(
+    ctx: &Context,
+    sandbox_id: &str,
+    config: ContainerConfig,
+    sandbox_config: Option<PodSandboxConfig>,
+) -> Result<String> {
+    let pod = sandbox::find(ctx, sandbox_id)
+        .await?
+        .ok_or_else(|| Error::not_found("pod sandbox", sandbox_id))?;
+    let pod_id = pod.id.clone().unwrap_or_default();
+    let saved = checkpoint::load(&ctx.config.root_directory, &pod_id);
+    let pod_config = sandbox_config
+        .or_else(|| saved.and_then(|c| c.config))
+        .unwrap_or_default();
+    let pod_meta = pod_config
+        .metadata
+        .clone()
+        .or_else(|| naming::parse_sandbox_name(pod.name.as_deref().unwrap_or_default()))
+        .ok_or_else(|| Error::not_found("pod sandbox", sandbox_id))?;
+
+    let sc = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.clone())
+        .unwrap_or_default();
+    #[allow(deprecated)] // older kubelets still send the path field
+    let seccomp = sandbox::read_seccomp_profile(
+        sc.seccomp.as_ref(),
+        &sc.seccomp_profile_path,
+        "config.linux.security_context.seccomp.localhost_ref",
+    )?;
+    let api = ctx.docker.api_version_tuple();
+    let body = container_body::create_body(
+        &config,
+        &ContainerInputs {
+            sandbox_id: &pod_id,
+            sandbox: &pod_config,
+            seccomp_localhost: seccomp.as_deref(),
+            oom: ctx.oom,
+            recursive_read_only: api.is_some_and(|v| v >= RRO_API),
+        },
+    )?;
+    let image = body.image.clone().unwrap_or_default();
+    let docker = ctx.docker.get().await?;
+    if let Err(e) = docker.inspect_image(&image).await {
+        return Err(match ctx.docker.classify(e, "image", &image) {
+            Error::NotFound { .. } => Error::not_found("image", image),
+            other => other,
+        });
+    }
+    let meta = config.metadata.clone().unwrap_or_default();
+    let name = naming::container_name(&meta, &pod_meta);
+    let id = match create_named(ctx, &name, body.clone()).await {
+        Err(Error::FailedPrecondition { .. }) => {
+            // The name is taken (a leftover of an earlier attempt): keep
+            // both, as dockershim did, with a random suffix.
+            let suffixed = format!("{name}_{:08x}", rand_suffix());
+            warn!(name, suffixed, "container name in use; adding a suffix");
+            create_named(ctx, &suffixed, body).await?
+        }
+        other => other?,
+    };
+    info!(container = %id, name, sandbox = %pod_id, "container created");
+    Ok(id)
+}
+
+async fn create_named(ctx: &Context, name: &str, body: ContainerCreateBody) -> Result<String> {
+    let docker = ctx.docker.get().await?;
+    let options = bollard::query_parameters::CreateContainerOptionsBuilder::default()
+        .name(name)
+        .build();
+    docker
+        .create_container(Some(options), body)
+        .await
+        .map(|r| r.id)
+        .map_err(|e| ctx.docker.classify(e, "container", name))
+}
+
+fn rand_suffix() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    nanos ^ std::process::id().rotate_left(16)
+}
+
+/// An app container by id; `NOT_FOUND` for sandboxes and strangers.
+async fn find(
+    ctx: &Context,
+    id: &str,
+) -> Result<Option<bollard::models::ContainerInspectResponse>> {
+    if id.is_empty() {
+        return Err(Error::invalid("container_id", "must not be empty"));
+    }
+    let found = ctx.docker.inspect_container(id, "container").await?;
+    Ok(found.filter(|c| {
+        container_status::is_container(c.config.as_ref().and_then(|c| c.labels.as_ref()))
+    }))
+}
+
+/// `StartContainer`, then links kubelet's log path to Docker's log.
+pub async fn start(ctx: &Context, id: &str) -> Result<()> {
+    let c = find(ctx, id)
+        .await?
+        .ok_or_else(|| Error::not_found("container", id))?;
+    let full_id = c.id.clone().unwrap_or_default();
+    let docker = ctx.docker.get().await?;
+    match docker.start_container(&full_id, None).await {
+        Ok(()) => {}
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 304, ..
+        }) => {}
+        Err(e) => {
+            return Err(match ctx.docker.classify(e, "container", id) {
+                Error::Docker { source, .. } => Error::FailedPrecondition {
+                    what: format!("starting container {id:?}"),
+                    why: source.to_string(),
+                },
+                other => other,
+            });
+        }
+    }
+    let kubelet_path = c
+        .config
+        .as_ref()
+        .and_then(|cfg| cfg.labels.as_ref())
+        .and_then(|l| l.get(labels::LOG_PATH))
+        .cloned();
+    if let Some(link) = kubelet_path {
+        // Docker names its log file only once the container has started.
+        let target = ctx
+            .docker
+            .inspect_container(&full_id, "container")
+            .await?
+            .and_then(|c| c.log_path)
+            .unwrap_or_default();
+        link_log(Path::new(&link), Path::new(&target))?;
+    }
+    info!(container = %full_id, "container started");
+    Ok(())
+}
+
+/// Points kubelet's log path at Docker's json-file log.
+fn link_log(link: &Path, target: &Path) -> Result<()> {
+    if target.as_os_str().is_empty() {
+        return Ok(());
+    }
+    if let Some(dir) = link.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating log directory {}", dir.display()), e))?;
+    }
+    if std::fs::symlink_metadata(link).is_ok() {
+        std::fs::remove_file(link)
+            .map_err(|e| Error::io(format!("replacing log link {}", link.display()), e))?;
+    }
+    std::os::unix::fs::symlink(target, link)
+        .map_err(|e| Error::io(format!("linking log {}", link.display()), e))
+}
+
+/// `StopContainer`: SIGTERM (or the stop signal), SIGKILL after `timeout`
+/// seconds; gone or stopped containers are success.
+pub async fn stop(ctx: &Context, id: &str, timeout: i64) -> Result<()> {
+    let Some(c) = find(ctx, id).await? else {
+        return Ok(());
+    };
+    let full_id = c.id.unwrap_or_default();
+    ctx.docker.stop_container(&full_id, timeout).await?;
+    info!(container = %full_id, timeout, "container stopped");
+    Ok(())
+}
+
+/// `RemoveContainer`: the container (whatever its state) and its log link.
+pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
+    let Some(c) = find(ctx, id).await? else {
+        return Ok(());
+    };
+    let full_id = c.id.clone().unwrap_or_default();
+    ctx.docker.remove_container(&full_id).await?;
+    let link = c
+        .config
+        .as_ref()
+        .and_then(|cfg| cfg.labels.as_ref())
+        .and_then(|l| l.get(labels::LOG_PATH));
+    if let Some(link) = link {
+        let path = Path::new(link);
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+            && let Err(e) = std::fs::remove_file(path)
+        {
+            warn!(path = %link, error = %e, "cannot remove the log link");
+        }
+    }
+    info!(container = %full_id, "container removed");
+    Ok(())
+}
+
+/// `ContainerStatus`; unknown ids are `NOT_FOUND`.
+pub async fn status(ctx: &Context, id: &str, verbose: bool) -> Result<ContainerStatusResponse> {
+    let c = find(ctx, id)
+        .await?
+        .ok_or_else(|| Error::not_found("container", id))?;
+    let pid = c.state.as_ref().and_then(|s| s.pid).filter(|p| *p > 0);
+    let user = pid.and_then(process_user);
+    let status =
+        container_status::status(&c, user).ok_or_else(|| Error::not_found("container", id))?;
+    let mut info = HashMap::new();
+    if verbose {
+        let v = serde_json::json!({
+            "pid": pid,
+            "sandboxID": c.config.as_ref().and_then(|cfg| cfg.labels.as_ref()).and_then(|l| l.get(labels::SANDBOX_ID)),
+            "dockerLogPath": c.log_path,
+            "name": c.name,
+            "restartCount": c.restart_count,
+            "hostConfig": c.host_config.as_ref().map(|h| serde_json::json!({
+                "networkMode": h.network_mode, "pidMode": h.pid_mode, "ipcMode": h.ipc_mode,
+                "cgroupParent": h.cgroup_parent, "privileged": h.privileged,
+                "securityOpt": h.security_opt, "capAdd": h.cap_add, "capDrop": h.cap_drop,
+                "binds": h.binds,
+            })),
+        });
+        info.insert("info".to_string(), v.to_string());
+    }
+    Ok(ContainerStatusResponse {
+        status: Some(status),
+        info,
+    })
+}
+
+/// uid, gid and groups of a running process, from `/proc/<pid>/status`.
+fn process_user(pid: i64) -> Option<ContainerUser> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_process_user(&text)
+}
+
+/// Parses the `Uid:`, `Gid:` and `Groups:` lines (effective ids).
+pub fn parse_process_user(text: &str) -> Option<ContainerUser> {
+    let field = |name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(name)).map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|v| v.parse::<i64>().ok())
+                .collect::<Vec<_>>()
+        })
+    };
+    let uid = *field("Uid:")?.get(1)?;
+    let gid = *field("Gid:")?.get(1)?;
+    let supplemental_groups = field("Groups:").unwrap_or_default();
+    Some(ContainerUser {
+        linux: Some(LinuxContainerUser {
+            uid,
+            gid,
+            supplemental_groups,
+        }),
+    })
+}
+
+/// `ListContainers` with every filter applied; only pod containers.
+pub async fn list(ctx: &Context, filter: Option<ContainerFilter>) -> Result<Vec<Container>> {
+    let filter = filter.unwrap_or_default();
+    let mut wanted = vec![format!("{}={}", labels::TYPE, labels::TYPE_CONTAINER)];
+    wanted.extend(
+        filter
+            .label_selector
+            .iter()
+            .map(|(k, v)| format!("{k}={v}")),
+    );
+    let containers = ctx.docker.list_containers(&wanted).await?;
+    Ok(containers
+        .iter()
+        .filter_map(container_status::from_summary)
+        .filter(|c| c.id.starts_with(&filter.id))
+        .filter(|c| c.pod_sandbox_id.starts_with(&filter.pod_sandbox_id))
+        .filter(|c| filter.state.as_ref().is_none_or(|v| v.state == c.state))
+        .filter(|c| labels::matches_selector(&c.labels, &filter.label_selector))
+        .collect())
+}
+
+/// `UpdateContainerResources`: CPU and memory of a running container.
+/// What Docker cannot change is refused with a message that says so.
+pub async fn update_resources(
+    ctx: &Context,
+    id: &str,
+    linux: Option<LinuxContainerResources>,
+) -> Result<()> {
+    let c = find(ctx, id)
+        .await?
+        .ok_or_else(|| Error::not_found("container", id))?;
+    let full_id = c.id.clone().unwrap_or_default();
+    let Some(wanted) = linux else {
+        return Ok(());
+    };
+    let current = c.host_config.clone().unwrap_or_default();
+    let mut host = bollard::models::HostConfig::default();
+    container_body::resources(&wanted, ctx.oom, &mut host)?;
+    if host.oom_score_adj.is_some() && host.oom_score_adj != current.oom_score_adj {
+        return Err(Error::invalid(
+            "linux.oom_score_adj",
+            "Docker Engine cannot change the oom_score_adj of an existing container",
+        ));
+    }
+    // Docker refuses a memory limit above the old swap limit unless the swap
+    // limit moves too: keep "no swap" meaning "no swap".
+    let memory_swap = host.memory_swap.or_else(|| {
+        host.memory
+            .filter(|_| current.memory_swap == current.memory && current.memory.is_some())
+    });
+    let update = ContainerUpdateBody {
+        cpu_period: host.cpu_period,
+        cpu_quota: host.cpu_quota,
+        cpu_shares: host.cpu_shares,
+        memory: host.memory,
+        memory_swap,
+        cpuset_cpus: host.cpuset_cpus,
+        cpuset_mems: host.cpuset_mems,
+        ..Default::default()
+    };
+    let docker = ctx.docker.get().await?;
+    docker
+        .update_container(&full_id, update)
+        .await
+        .map_err(|e| match ctx.docker.classify(e, "container", id) {
+            Error::Docker { source, .. } => Error::invalid(
+                "linux",
+                format!("Docker Engine refused the update: {source}"),
+            ),
+            other => other,
+        })?;
+    debug!(container = %full_id, "container resources updated");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_user_comes_from_proc_status() {
+        let text = "Name:\tsh\nUid:\t1000\t1000\t1000\t1000\nGid:\t3000\t3000\t3000\t3000\nGroups:\t3000 4000 5000 \n";
+        let u = parse_process_user(text).unwrap().linux.unwrap();
+        assert_eq!((u.uid, u.gid), (1000, 3000));
+        assert_eq!(u.supplemental_groups, [3000, 4000, 5000]);
+        assert!(parse_process_user("Name: x\n").is_none());
+    }
+}
