@@ -3,10 +3,11 @@
 //! decided once at start-up.
 
 use std::path::PathBuf;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use crate::config::Config;
 use crate::docker::DockerClient;
+use crate::logs::LogManager;
 use crate::runtime::locks::KeyedLocks;
 use crate::runtime::oom::OomPolicy;
 use crate::runtime::pause::PauseImage;
@@ -15,7 +16,7 @@ use crate::runtime::pause::PauseImage;
 #[derive(Debug)]
 pub struct Context {
     pub config: Config,
-    pub docker: DockerClient,
+    pub docker: Arc<DockerClient>,
     /// Pod CIDR from the last `UpdateRuntimeConfig` (empty until then).
     pub pod_cidr: RwLock<String>,
     /// Whether and how `oom_score_adj` values are clamped.
@@ -24,11 +25,14 @@ pub struct Context {
     pub pause: PauseImage,
     /// Serialises RunPodSandbox/Stop/Remove per pod (keyed by sandbox name).
     pub pod_locks: KeyedLocks,
+    /// The CRI log writers of running containers.
+    pub logs: LogManager,
 }
 
 impl Context {
     pub fn new(config: Config) -> Self {
-        let docker = DockerClient::new(config.docker.clone());
+        let docker = Arc::new(DockerClient::new(config.docker.clone()));
+        let logs = LogManager::new(&config.root_directory);
         let pod_cidr = RwLock::new(crate::runtime::status::load_pod_cidr(
             &config.root_directory,
         ));
@@ -40,6 +44,7 @@ impl Context {
             oom,
             pause: PauseImage::default(),
             pod_locks: KeyedLocks::default(),
+            logs,
         }
     }
 

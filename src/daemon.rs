@@ -50,18 +50,25 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
 
-    // Say hello to dockerd early so the log tells the operator at once.
+    // Say hello to dockerd early so the log tells the operator at once, and
+    // pick up the logs of containers that ran on while we were away.
     let probe = ctx.clone();
     tokio::spawn(async move {
         if let Err(e) = probe.docker.get().await {
             warn!(error = %e, "docker is not reachable yet; will retry on each call");
+            return;
+        }
+        if let Err(e) = crate::runtime::container::resume_logs(&probe).await {
+            warn!(error = %e, "cannot resume container logs");
         }
     });
 
     let shutdown = stop.clone();
-    let mut serving = tokio::spawn(server::serve(bound.listener, Cri::new(ctx), async move {
-        shutdown.cancelled().await
-    }));
+    let mut serving = tokio::spawn(server::serve(
+        bound.listener,
+        Cri::new(ctx.clone()),
+        async move { shutdown.cancelled().await },
+    ));
     if let Err(e) = sd_notify::notify(&[NotifyState::Ready]) {
         warn!(error = %e, "cannot notify systemd");
     }
@@ -85,6 +92,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             }
         },
     };
+    // Writers flush as they stop; they resume from the files next time.
+    ctx.logs.stop_all();
     if let Some(file) = &bound.file {
         file.remove();
     }

@@ -8,6 +8,7 @@ pub mod docker;
 pub mod error;
 pub mod image;
 pub mod listener;
+pub mod logs;
 pub mod runtime;
 pub mod server;
 

@@ -10,6 +10,7 @@ use crate::context::Context;
 use crate::docker::container_body::{self, ContainerInputs};
 use crate::docker::{container_status, labels, naming};
 use crate::error::{Error, Result};
+use crate::logs::Target;
 use crate::proto::{
     Container, ContainerConfig, ContainerFilter, ContainerStatusResponse, ContainerUser,
     LinuxContainerResources, LinuxContainerUser, PodSandboxConfig,
@@ -120,7 +121,7 @@ async fn find(
     }))
 }
 
-/// `StartContainer`, then links kubelet's log path to Docker's log.
+/// `StartContainer`, then starts writing its CRI log at kubelet's path.
 pub async fn start(ctx: &Context, id: &str) -> Result<()> {
     let c = find(ctx, id)
         .await?
@@ -142,41 +143,26 @@ pub async fn start(ctx: &Context, id: &str) -> Result<()> {
             });
         }
     }
-    let kubelet_path = c
-        .config
-        .as_ref()
-        .and_then(|cfg| cfg.labels.as_ref())
-        .and_then(|l| l.get(labels::LOG_PATH))
-        .cloned();
-    if let Some(link) = kubelet_path {
-        // Docker names its log file only once the container has started.
-        let target = ctx
-            .docker
-            .inspect_container(&full_id, "container")
-            .await?
-            .and_then(|c| c.log_path)
-            .unwrap_or_default();
-        link_log(Path::new(&link), Path::new(&target))?;
+    if let Some(path) = log_label(&c) {
+        let tty = c.config.as_ref().and_then(|cfg| cfg.tty).unwrap_or(false);
+        let target = Target {
+            container_id: full_id.clone(),
+            path: path.into(),
+            tty,
+        };
+        ctx.logs.start(ctx.docker.clone(), target, true)?;
     }
     info!(container = %full_id, "container started");
     Ok(())
 }
 
-/// Points kubelet's log path at Docker's json-file log.
-fn link_log(link: &Path, target: &Path) -> Result<()> {
-    if target.as_os_str().is_empty() {
-        return Ok(());
-    }
-    if let Some(dir) = link.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("creating log directory {}", dir.display()), e))?;
-    }
-    if std::fs::symlink_metadata(link).is_ok() {
-        std::fs::remove_file(link)
-            .map_err(|e| Error::io(format!("replacing log link {}", link.display()), e))?;
-    }
-    std::os::unix::fs::symlink(target, link)
-        .map_err(|e| Error::io(format!("linking log {}", link.display()), e))
+/// Kubelet's log path of a container, from its label.
+fn log_label(c: &bollard::models::ContainerInspectResponse) -> Option<String> {
+    c.config
+        .as_ref()
+        .and_then(|cfg| cfg.labels.as_ref())
+        .and_then(|l| l.get(labels::LOG_PATH))
+        .cloned()
 }
 
 /// `StopContainer`: SIGTERM (or the stop signal), SIGKILL after `timeout`
@@ -191,26 +177,15 @@ pub async fn stop(ctx: &Context, id: &str, timeout: i64) -> Result<()> {
     Ok(())
 }
 
-/// `RemoveContainer`: the container (whatever its state) and its log link.
+/// `RemoveContainer`: the container (whatever its state) and its log file.
 pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
     let Some(c) = find(ctx, id).await? else {
         return Ok(());
     };
     let full_id = c.id.clone().unwrap_or_default();
     ctx.docker.remove_container(&full_id).await?;
-    let link = c
-        .config
-        .as_ref()
-        .and_then(|cfg| cfg.labels.as_ref())
-        .and_then(|l| l.get(labels::LOG_PATH));
-    if let Some(link) = link {
-        let path = Path::new(link);
-        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
-            && let Err(e) = std::fs::remove_file(path)
-        {
-            warn!(path = %link, error = %e, "cannot remove the log link");
-        }
-    }
+    let log = log_label(&c);
+    ctx.logs.remove(&full_id, log.as_deref().map(Path::new));
     info!(container = %full_id, "container removed");
     Ok(())
 }
@@ -361,4 +336,68 @@ mod tests {
         assert_eq!(u.supplemental_groups, [3000, 4000, 5000]);
         assert!(parse_process_user("Name: x\n").is_none());
     }
+}
+
+/// `ReopenContainerLog`: the writer starts a new file at the log path.
+pub async fn reopen_log(ctx: &Context, id: &str) -> Result<()> {
+    let c = find(ctx, id)
+        .await?
+        .ok_or_else(|| Error::not_found("container", id))?;
+    let full_id = c.id.clone().unwrap_or_default();
+    if c.state.as_ref().and_then(|s| s.running) != Some(true) {
+        return Err(Error::FailedPrecondition {
+            what: format!("container {id:?}"),
+            why: "is not running: there is no log being written to reopen".into(),
+        });
+    }
+    ctx.logs.reopen(&full_id).await
+}
+
+/// Resumes the log writers of existing containers after a dockercri
+/// restart: running ones keep writing; exited ones catch up on output that
+/// came while we were away (only where the log file still exists). Only
+/// pods this dockercri made (checkpointed under its root directory) are
+/// adopted: a cri-dockerd pod keeps its symlinked log.
+pub async fn resume_logs(ctx: &Context) -> Result<()> {
+    let wanted = [format!("{}={}", labels::TYPE, labels::TYPE_CONTAINER)];
+    for c in ctx.docker.list_containers(&wanted).await? {
+        let (Some(id), Some(path)) = (
+            c.id.clone(),
+            c.labels
+                .as_ref()
+                .and_then(|l| l.get(labels::LOG_PATH))
+                .cloned(),
+        ) else {
+            continue;
+        };
+        let ours = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(labels::SANDBOX_ID))
+            .is_some_and(|sb| checkpoint::load(&ctx.config.root_directory, sb).is_some());
+        if !ours {
+            continue;
+        }
+        let running = c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
+        if !running && c.state != Some(bollard::models::ContainerSummaryStateEnum::EXITED) {
+            continue;
+        }
+        let Some(inspect) = ctx.docker.inspect_container(&id, "container").await? else {
+            continue;
+        };
+        let tty = inspect
+            .config
+            .as_ref()
+            .and_then(|cfg| cfg.tty)
+            .unwrap_or(false);
+        let target = Target {
+            container_id: id,
+            path: path.into(),
+            tty,
+        };
+        if let Err(e) = ctx.logs.start(ctx.docker.clone(), target, running) {
+            warn!(error = %e, "cannot resume a container log");
+        }
+    }
+    Ok(())
 }

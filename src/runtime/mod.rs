@@ -234,9 +234,16 @@ impl RuntimeService for Cri {
 
     async fn reopen_container_log(
         &self,
-        _req: Request<ReopenContainerLogRequest>,
+        req: Request<ReopenContainerLogRequest>,
     ) -> Reply<ReopenContainerLogResponse> {
-        Err(server::not_implemented("ReopenContainerLog"))
+        let id = req.into_inner().container_id;
+        let span = info_span!("rpc", method = "ReopenContainerLog", container = %id);
+        let work = async {
+            container::reopen_log(&self.ctx, &id)
+                .await
+                .map(|()| ReopenContainerLogResponse {})
+        };
+        server::handle(span, work).await
     }
 
     async fn exec_sync(&self, _req: Request<ExecSyncRequest>) -> Reply<ExecSyncResponse> {

@@ -324,6 +324,19 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
         info!(sandbox = %full_id, "pod sandbox removed");
     }
     if full_id.chars().all(|c| c.is_ascii_hexdigit()) && !full_id.is_empty() {
+        let saved = checkpoint::load(&ctx.config.root_directory, &full_id);
+        let log_dir = saved
+            .and_then(|c| c.config)
+            .map(|c| c.log_directory)
+            .filter(|d| sandbox_body::check_absolute_path("log_directory", d).is_ok());
+        if let Some(dir) = log_dir {
+            match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    warn!(dir, error = %e, "cannot remove the pod's log directory");
+                }
+                _ => {}
+            }
+        }
         checkpoint::remove(&ctx.config.root_directory, &full_id)?;
     }
     Ok(())

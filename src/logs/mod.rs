@@ -1,0 +1,149 @@
+//! Container logs at kubelet's path, in the CRI format, written by us.
+//!
+//! For each started container a writer task follows Docker's log stream
+//! (Docker's own per-container log is the durable buffer) and appends CRI
+//! records to `log_directory/log_path`. `ReopenContainerLog` swaps the file
+//! under the writer; after a dockercri restart each writer resumes after
+//! the last record it wrote (found from the file's tail), so nothing is lost
+//! or written twice.
+
+pub mod format;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use crate::docker::DockerClient;
+use crate::error::{Error, Result};
+
+/// Sub-directory of the root directory for writer positions.
+const POSITIONS: &str = "logs";
+
+/// A request to the writer: reopen the file, then answer.
+type Reopen = oneshot::Sender<std::io::Result<()>>;
+
+struct Handle {
+    reopen: mpsc::Sender<Reopen>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The log writers of all containers.
+#[derive(Default)]
+pub struct LogManager {
+    writers: Arc<Mutex<HashMap<String, Handle>>>,
+    positions: PathBuf,
+}
+
+impl std::fmt::Debug for LogManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogManager")
+            .field("positions", &self.positions)
+            .finish()
+    }
+}
+
+/// What a writer needs to know about its container.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub container_id: String,
+    pub path: PathBuf,
+    pub tty: bool,
+}
+
+impl LogManager {
+    pub fn new(root: &Path) -> Self {
+        LogManager {
+            writers: Arc::default(),
+            positions: root.join(POSITIONS),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Handle>> {
+        self.writers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts (or keeps) the writer of a container. The log file exists
+    /// when this returns, unless `create` is false and it did not exist.
+    pub fn start(&self, docker: Arc<DockerClient>, target: Target, create: bool) -> Result<()> {
+        let mut writers = self.lock();
+        if writers
+            .get(&target.container_id)
+            .is_some_and(|h| !h.task.is_finished())
+        {
+            return Ok(());
+        }
+        if !create && !target.path.exists() {
+            return Ok(());
+        }
+        let file = writer::open(&target.path)
+            .map_err(|e| Error::io(format!("opening log {}", target.path.display()), e))?;
+        let (reopen, requests) = mpsc::channel(4);
+        let id = target.container_id.clone();
+        let registry = Arc::clone(&self.writers);
+        let positions = self.positions.clone();
+        let task = tokio::spawn(async move {
+            let id = target.container_id.clone();
+            writer::run(docker, target, file, requests, positions).await;
+            // The writer ended with the container's output: forget it.
+            let mut writers = registry.lock().unwrap_or_else(|p| p.into_inner());
+            if writers
+                .get(&id)
+                .is_some_and(|h| h.task.is_finished() || h.reopen.is_closed())
+            {
+                writers.remove(&id);
+            }
+        });
+        writers.insert(id, Handle { reopen, task });
+        Ok(())
+    }
+
+    /// `ReopenContainerLog`: the writer closes its file and opens a new one
+    /// at the same path.
+    pub async fn reopen(&self, container_id: &str) -> Result<()> {
+        let sender = self
+            .lock()
+            .get(container_id)
+            .filter(|h| !h.task.is_finished())
+            .map(|h| h.reopen.clone());
+        let not_running = || Error::FailedPrecondition {
+            what: format!("container {container_id:?}"),
+            why: "is not running: there is no log being written to reopen".into(),
+        };
+        let sender = sender.ok_or_else(not_running)?;
+        let (ack, done) = oneshot::channel();
+        sender.send(ack).await.map_err(|_| not_running())?;
+        done.await.map_err(|_| not_running())?.map_err(|e| {
+            Error::io(
+                format!("reopening the log of container {container_id:?}"),
+                e,
+            )
+        })
+    }
+
+    /// Stops a container's writer and deletes its log file and position.
+    pub fn remove(&self, container_id: &str, path: Option<&Path>) {
+        if let Some(h) = self.lock().remove(container_id) {
+            h.task.abort();
+        }
+        if let Some(path) = path {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    warn!(path = %path.display(), error = %e, "cannot remove container log");
+                }
+                _ => debug!(path = %path.display(), "container log removed"),
+            }
+        }
+        let _ = std::fs::remove_file(writer::position_file(&self.positions, container_id));
+    }
+
+    /// Stops every writer (at shutdown); their positions are in the files.
+    pub fn stop_all(&self) {
+        for (_, h) in self.lock().drain() {
+            h.task.abort();
+        }
+    }
+}
