@@ -324,20 +324,6 @@ pub async fn update_resources(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn process_user_comes_from_proc_status() {
-        let text = "Name:\tsh\nUid:\t1000\t1000\t1000\t1000\nGid:\t3000\t3000\t3000\t3000\nGroups:\t3000 4000 5000 \n";
-        let u = parse_process_user(text).unwrap().linux.unwrap();
-        assert_eq!((u.uid, u.gid), (1000, 3000));
-        assert_eq!(u.supplemental_groups, [3000, 4000, 5000]);
-        assert!(parse_process_user("Name: x\n").is_none());
-    }
-}
-
 /// `ReopenContainerLog`: the writer starts a new file at the log path.
 pub async fn reopen_log(ctx: &Context, id: &str) -> Result<()> {
     let c = find(ctx, id)
@@ -400,4 +386,18 @@ pub async fn resume_logs(ctx: &Context) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_user_comes_from_proc_status() {
+        let text = "Name:\tsh\nUid:\t1000\t1000\t1000\t1000\nGid:\t3000\t3000\t3000\t3000\nGroups:\t3000 4000 5000 \n";
+        let u = parse_process_user(text).unwrap().linux.unwrap();
+        assert_eq!((u.uid, u.gid), (1000, 3000));
+        assert_eq!(u.supplemental_groups, [3000, 4000, 5000]);
+        assert!(parse_process_user("Name: x\n").is_none());
+    }
 }
