@@ -1,0 +1,234 @@
+//! Reading a cgroup's counters straight from the kernel's files, for both
+//! layouts: cgroup v1 (one hierarchy per controller) and v2 (unified), with
+//! either Docker cgroup driver (paths come from `/proc/<pid>/cgroup`, so the
+//! driver does not matter). Docker's stats endpoint blocks ~1 s per
+//! container to compute a CPU delta; these reads take microseconds.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Where a cgroup's files are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgroupPaths {
+    /// The unified (v2) directory, when the memory controller lives there.
+    pub unified: Option<PathBuf>,
+    /// v1: controller name → directory.
+    pub v1: HashMap<String, PathBuf>,
+}
+
+impl CgroupPaths {
+    fn v1(&self, controller: &str) -> Option<&Path> {
+        self.v1.get(controller).map(PathBuf::as_path)
+    }
+
+    /// The same cgroup one level up (a container's pod cgroup).
+    pub fn parent(&self) -> CgroupPaths {
+        let up = |p: &PathBuf| p.parent().map(Path::to_path_buf).unwrap_or_else(|| p.clone());
+        CgroupPaths {
+            unified: self.unified.as_ref().map(up),
+            v1: self.v1.iter().map(|(k, v)| (k.clone(), up(v))).collect(),
+        }
+    }
+}
+
+/// The cgroup directories of a process, from the text of its
+/// `/proc/<pid>/cgroup`, under the cgroup mount `root` (`/sys/fs/cgroup`).
+pub fn paths_from_proc(text: &str, root: &Path) -> CgroupPaths {
+    let mut paths = CgroupPaths::default();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let rel = path.trim_start_matches('/');
+        if controllers.is_empty() {
+            // v2 entry ("0::/path"); on a hybrid v1 host it is /sys/fs/cgroup/unified.
+            let base = if root.join("cgroup.controllers").exists() {
+                root.to_path_buf()
+            } else {
+                root.join("unified")
+            };
+            paths.unified = Some(base.join(rel));
+            continue;
+        }
+        for controller in controllers.split(',') {
+            let name = controller.trim_start_matches("name=");
+            // Controllers may be co-mounted ("cpu,cpuacct"): find the mount.
+            let mount = [controllers, name]
+                .iter()
+                .map(|m| root.join(m))
+                .find(|p| p.exists())
+                .unwrap_or_else(|| root.join(name));
+            paths.v1.insert(name.to_string(), mount.join(rel));
+        }
+    }
+    paths
+}
+
+/// Counters of one cgroup at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sample {
+    /// Cumulative CPU time, ns.
+    pub cpu_ns: Option<u64>,
+    pub memory_usage: Option<u64>,
+    pub working_set: Option<u64>,
+    pub rss: Option<u64>,
+    pub page_faults: Option<u64>,
+    pub major_page_faults: Option<u64>,
+    /// Memory limit, when one is set.
+    pub memory_limit: Option<u64>,
+    pub swap_usage: Option<u64>,
+    pub swap_limit: Option<u64>,
+    pub processes: Option<u64>,
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// `key value` lines (memory.stat, cpu.stat) as a map.
+pub fn parse_flat_keyed(text: &str) -> HashMap<&str, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k, v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// v1 reports "no limit" as a huge page-aligned number; v2 as "max".
+fn limit(value: &str) -> Option<u64> {
+    let v: u64 = value.trim().parse().ok()?;
+    (v < (1 << 62)).then_some(v)
+}
+
+/// Reads the counters of the cgroup at `paths`. Missing files (a stopped
+/// container's cgroup is gone) leave the fields empty.
+pub fn read(paths: &CgroupPaths) -> Sample {
+    let mut s = Sample::default();
+    if let Some(dir) = &paths.unified
+        && dir.join("memory.current").exists()
+    {
+        let cpu = std::fs::read_to_string(dir.join("cpu.stat")).unwrap_or_default();
+        s.cpu_ns = parse_flat_keyed(&cpu).get("usage_usec").map(|u| u * 1000);
+        let stat_text = std::fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
+        let stat = parse_flat_keyed(&stat_text);
+        s.memory_usage = read_u64(&dir.join("memory.current"));
+        s.working_set = s
+            .memory_usage
+            .map(|u| u.saturating_sub(stat.get("inactive_file").copied().unwrap_or(0)));
+        s.rss = stat.get("anon").copied();
+        s.page_faults = stat.get("pgfault").copied();
+        s.major_page_faults = stat.get("pgmajfault").copied();
+        s.memory_limit = std::fs::read_to_string(dir.join("memory.max"))
+            .ok()
+            .and_then(|v| limit(&v));
+        s.swap_usage = read_u64(&dir.join("memory.swap.current"));
+        s.swap_limit = std::fs::read_to_string(dir.join("memory.swap.max"))
+            .ok()
+            .and_then(|v| limit(&v));
+        s.processes = read_u64(&dir.join("pids.current"));
+        return s;
+    }
+    if let Some(dir) = paths.v1("cpuacct") {
+        s.cpu_ns = read_u64(&dir.join("cpuacct.usage"));
+    }
+    if let Some(dir) = paths.v1("memory") {
+        let stat_text = std::fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
+        let stat = parse_flat_keyed(&stat_text);
+        s.memory_usage = read_u64(&dir.join("memory.usage_in_bytes"));
+        let inactive = stat
+            .get("total_inactive_file")
+            .or_else(|| stat.get("inactive_file"))
+            .copied()
+            .unwrap_or(0);
+        s.working_set = s.memory_usage.map(|u| u.saturating_sub(inactive));
+        s.rss = stat.get("total_rss").or_else(|| stat.get("rss")).copied();
+        s.page_faults = stat.get("total_pgfault").or_else(|| stat.get("pgfault")).copied();
+        s.major_page_faults = stat
+            .get("total_pgmajfault")
+            .or_else(|| stat.get("pgmajfault"))
+            .copied();
+        s.memory_limit = std::fs::read_to_string(dir.join("memory.limit_in_bytes"))
+            .ok()
+            .and_then(|v| limit(&v));
+        // memsw counts memory + swap.
+        let memsw = read_u64(&dir.join("memory.memsw.usage_in_bytes"));
+        s.swap_usage = memsw.zip(s.memory_usage).map(|(m, u)| m.saturating_sub(u));
+        let memsw_limit = std::fs::read_to_string(dir.join("memory.memsw.limit_in_bytes"))
+            .ok()
+            .and_then(|v| limit(&v));
+        s.swap_limit = memsw_limit
+            .zip(s.memory_limit)
+            .map(|(m, l)| m.saturating_sub(l));
+    }
+    if let Some(dir) = paths.v1("pids") {
+        s.processes = read_u64(&dir.join("pids.current"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    #[test]
+    fn v1_paths_and_counters() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for m in ["cpu,cpuacct", "memory", "pids"] {
+            std::fs::create_dir_all(r.join(m)).unwrap();
+        }
+        let proc_text = "12:pids:/docker/abc\n4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n0::/docker/abc\n";
+        let p = paths_from_proc(proc_text, r);
+        assert_eq!(p.v1["cpuacct"], r.join("cpu,cpuacct/docker/abc"));
+        assert_eq!(p.v1["memory"], r.join("memory/docker/abc"));
+        write(&p.v1["cpuacct"], "cpuacct.usage", "123456789\n");
+        let mem = &p.v1["memory"];
+        write(mem, "memory.usage_in_bytes", "10000\n");
+        write(mem, "memory.limit_in_bytes", "9223372036854771712\n");
+        write(mem, "memory.stat", "cache 1\ntotal_inactive_file 3000\ntotal_rss 5000\ntotal_pgfault 7\ntotal_pgmajfault 1\n");
+        write(&p.v1["pids"], "pids.current", "3\n");
+        let s = read(&p);
+        assert_eq!(s.cpu_ns, Some(123_456_789));
+        assert_eq!((s.memory_usage, s.working_set, s.rss), (Some(10_000), Some(7_000), Some(5_000)));
+        assert_eq!((s.page_faults, s.major_page_faults), (Some(7), Some(1)));
+        assert_eq!(s.memory_limit, None, "unlimited");
+        assert_eq!(s.processes, Some(3));
+        assert_eq!(p.parent().v1["memory"], r.join("memory/docker"));
+    }
+
+    #[test]
+    fn v2_paths_and_counters() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        write(r, "cgroup.controllers", "cpu memory pids\n");
+        let p = paths_from_proc("0::/system.slice/docker-abc.scope\n", r);
+        let dir = r.join("system.slice/docker-abc.scope");
+        assert_eq!(p.unified.as_deref(), Some(dir.as_path()));
+        write(&dir, "cpu.stat", "usage_usec 2500\nuser_usec 2000\n");
+        write(&dir, "memory.current", "8192\n");
+        write(&dir, "memory.max", "16384\n");
+        write(&dir, "memory.stat", "anon 4096\ninactive_file 1024\npgfault 9\npgmajfault 2\n");
+        write(&dir, "memory.swap.current", "0\n");
+        write(&dir, "memory.swap.max", "max\n");
+        write(&dir, "pids.current", "5\n");
+        let s = read(&p);
+        assert_eq!(s.cpu_ns, Some(2_500_000));
+        assert_eq!((s.memory_usage, s.working_set, s.rss), (Some(8192), Some(7168), Some(4096)));
+        assert_eq!((s.memory_limit, s.swap_usage, s.swap_limit), (Some(16384), Some(0), None));
+        assert_eq!((s.page_faults, s.major_page_faults, s.processes), (Some(9), Some(2), Some(5)));
+    }
+
+    #[test]
+    fn a_vanished_cgroup_reads_as_empty() {
+        let p = paths_from_proc("4:memory:/docker/gone\n", Path::new("/nonexistent"));
+        assert_eq!(read(&p), Sample::default());
+    }
+}
