@@ -6,6 +6,7 @@ use std::sync::RwLock;
 
 use crate::config::Config;
 use crate::docker::DockerClient;
+use crate::image::ImageState;
 
 /// Shared by all handlers; cheap to reach through an `Arc`.
 #[derive(Debug)]
@@ -14,6 +15,8 @@ pub struct Context {
     pub docker: DockerClient,
     /// Pod CIDR from the last `UpdateRuntimeConfig` (empty until then).
     pub pod_cidr: RwLock<String>,
+    /// What the image RPCs cache: image users, filesystem samples.
+    pub images: ImageState,
 }
 
 impl Context {
@@ -26,6 +29,7 @@ impl Context {
             config,
             docker,
             pod_cidr,
+            images: ImageState::default(),
         }
     }
 

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod images;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -1,0 +1,203 @@
+//! Image test helpers: the two local registries `scripts/setup.sh` starts,
+//! images unique to one test (committed from the shared busybox images,
+//! pushed, then removed locally so that a CRI pull really pulls), and their
+//! cleanup. Never removes a shared image.
+
+use std::collections::HashMap;
+
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::models::{ContainerConfig, ContainerCreateBody};
+use bollard::query_parameters::{
+    CommitContainerOptions, PushImageOptions, RemoveContainerOptions, RemoveImageOptions,
+    TagImageOptions,
+};
+use futures_util::StreamExt;
+
+use super::{DOCKER_SOCKET, docker, unique_id};
+
+/// The open registry.
+pub const OPEN_REGISTRY: &str = "127.0.0.1:5000";
+/// The registry with htpasswd authentication.
+pub const AUTH_REGISTRY: &str = "127.0.0.1:5001";
+pub const REGISTRY_USER: &str = "dockercri-user";
+pub const REGISTRY_PASS: &str = "dockercri-pass";
+/// Label that makes each committed image unique.
+const UNIQUE_LABEL: &str = "dockercri.test.image";
+
+/// Credentials of [`AUTH_REGISTRY`] for bollard (pushes, checks).
+pub fn registry_credentials() -> DockerCredentials {
+    DockerCredentials {
+        username: Some(REGISTRY_USER.into()),
+        password: Some(REGISTRY_PASS.into()),
+        serveraddress: Some(AUTH_REGISTRY.into()),
+        ..Default::default()
+    }
+}
+
+/// An image made for one test. Dropping it removes the image (by ID, with
+/// every tag) from Docker; what was pushed stays in the registry.
+pub struct TestImage {
+    /// The image ID (`sha256:...`).
+    pub id: String,
+    /// `registry/dockercri-test/<unique>`, or the local repository.
+    pub repo: String,
+    /// The manifest digest in the registry (empty for local-only images).
+    pub digest: String,
+}
+
+impl TestImage {
+    /// `repo:tag`.
+    pub fn tagged(&self, tag: &str) -> String {
+        format!("{}:{tag}", self.repo)
+    }
+
+    /// `repo@digest`.
+    pub fn by_digest(&self) -> String {
+        format!("{}@{}", self.repo, self.digest)
+    }
+}
+
+impl Drop for TestImage {
+    fn drop(&mut self) {
+        remove_images(vec![self.id.clone()]);
+    }
+}
+
+/// A new image with its own ID: `base` committed with a unique label,
+/// tagged `repo:tag` for each tag. Stays local.
+pub async fn local_image(base: &str, repo: &str, tags: &[&str]) -> TestImage {
+    let d = docker().await;
+    let unique = unique_id("img");
+    let container = d
+        .create_container(
+            None,
+            ContainerCreateBody {
+                image: Some(base.into()),
+                cmd: Some(vec!["true".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create a container to commit")
+        .id;
+    let committed = d
+        .commit_container(
+            CommitContainerOptions {
+                container: Some(container.clone()),
+                repo: Some(repo.into()),
+                tag: Some(tags.first().copied().unwrap_or("latest").into()),
+                ..Default::default()
+            },
+            ContainerConfig {
+                labels: Some(HashMap::from([(UNIQUE_LABEL.to_string(), unique)])),
+                ..Default::default()
+            },
+        )
+        .await;
+    let _ = d
+        .remove_container(
+            &container,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await;
+    let id = committed.expect("commit").id;
+    let image = TestImage {
+        id,
+        repo: repo.into(),
+        digest: String::new(),
+    };
+    for tag in tags.iter().skip(1) {
+        d.tag_image(
+            &image.id,
+            Some(TagImageOptions {
+                repo: Some(repo.into()),
+                tag: Some((*tag).into()),
+            }),
+        )
+        .await
+        .expect("tag");
+    }
+    image
+}
+
+/// A new image in `registry` under `dockercri-test/<unique>` with `tags`
+/// (the same manifest under each), absent from Docker afterwards.
+pub async fn pushed_image(registry: &str, base: &str, tags: &[&str]) -> TestImage {
+    let repo = format!("{registry}/dockercri-test/{}", unique_id("pushed"));
+    let mut image = local_image(base, &repo, tags).await;
+    let d = docker().await;
+    let credentials = (registry == AUTH_REGISTRY).then(registry_credentials);
+    for tag in tags {
+        push(&d, &repo, tag, credentials.clone()).await;
+    }
+    let inspect = d.inspect_image(&image.id).await.expect("inspect pushed");
+    image.digest = inspect
+        .repo_digests
+        .unwrap_or_default()
+        .iter()
+        .find_map(|d| d.strip_prefix(&format!("{repo}@")).map(str::to_string))
+        .expect("a repo digest after push");
+    remove_images(vec![image.id.clone()]);
+    assert!(
+        d.inspect_image(&image.id).await.is_err(),
+        "local copy still there"
+    );
+    image
+}
+
+async fn push(d: &Docker, repo: &str, tag: &str, credentials: Option<DockerCredentials>) {
+    let mut stream = d.push_image(
+        repo,
+        Some(PushImageOptions {
+            tag: Some(tag.into()),
+            ..Default::default()
+        }),
+        credentials,
+    );
+    while let Some(item) = stream.next().await {
+        if let Err(e) = item {
+            panic!("push {repo}:{tag}: {e}");
+        }
+    }
+}
+
+/// Removes images by ID with every tag (force), on a thread of its own so
+/// that it works from `Drop`, also while panicking.
+pub fn remove_images(ids: Vec<String>) {
+    let cleanup = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            let Ok(d) = Docker::connect_with_unix(DOCKER_SOCKET, 60, bollard::API_DEFAULT_VERSION)
+            else {
+                return;
+            };
+            for id in ids {
+                let _ = d
+                    .remove_image(
+                        &id,
+                        Some(RemoveImageOptions {
+                            force: true,
+                            ..Default::default()
+                        }),
+                        None,
+                    )
+                    .await;
+            }
+        });
+    });
+    let _ = cleanup.join();
+}
+
+/// True when Docker has an image by this name or ID.
+pub async fn docker_has(name: &str) -> bool {
+    docker().await.inspect_image(name).await.is_ok()
+}
