@@ -61,7 +61,7 @@ pub async fn pull(
         tag: Some(pull_tag(&reference).to_string()),
         ..Default::default()
     };
-    info!(image = %image, "pulling image");
+    info!(reference = %image, "pulling image");
     let started = Instant::now();
     let mut progress = Progress::default();
     let mut last_log = Instant::now();
@@ -81,7 +81,7 @@ pub async fn pull(
         progress.observe(&update);
         if last_log.elapsed() >= PROGRESS_LOG_EVERY {
             last_log = Instant::now();
-            info!(image = %image, progress = %progress, "pull in progress");
+            info!(reference = %image, progress = %progress, "pull in progress");
         }
     }
     drop(stream);
@@ -93,7 +93,7 @@ pub async fn pull(
     let id = inspect
         .id
         .ok_or_else(|| Error::Internal(format!("docker reported image {image:?} without an ID")))?;
-    info!(image = %image, id = %id, elapsed = ?started.elapsed(), "pulled image");
+    info!(reference = %image, id = %id, elapsed = ?started.elapsed(), "pulled image");
     Ok(PullImageResponse { image_ref: id })
 }
 
