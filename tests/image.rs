@@ -685,6 +685,19 @@ async fn removing_an_image_in_use_names_the_container() {
 async fn image_fs_info_reports_docker_storage() {
     let h = Harness::start().await;
     let mut c = h.img();
+    // A container, so that there is a writable layer to count.
+    docker()
+        .await
+        .create_container(
+            None,
+            bollard::models::ContainerCreateBody {
+                image: Some(BUSYBOX.into()),
+                labels: Some(h.labels()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let before = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -713,7 +726,8 @@ async fn image_fs_info_reports_docker_storage() {
     assert_eq!(r.container_filesystems.len(), 1);
     let ctr = &r.container_filesystems[0];
     assert_eq!(&ctr.fs_id.as_ref().unwrap().mountpoint, &root);
-    assert!(ctr.used_bytes.is_some() && ctr.inodes_used.is_some());
+    assert!(ctr.used_bytes.unwrap().value >= 4096, "{ctr:?}");
+    assert!(ctr.inodes_used.unwrap().value >= 1, "{ctr:?}");
 
     // Later calls answer from the last sample, fast.
     let started = Instant::now();

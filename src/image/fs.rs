@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::query_parameters::ListContainersOptionsBuilder;
+use futures_util::{StreamExt, TryStreamExt, stream};
 use tracing::{debug, warn};
 
 use crate::context::Context;
@@ -23,6 +24,8 @@ const REFRESH_EVERY: Duration = Duration::from_secs(10);
 /// A walk that takes long waits this many times its duration before the
 /// next one, so a huge tree does not keep a core busy.
 const REFRESH_BACKOFF: u32 = 5;
+/// How many containers a sample inspects at once.
+const INSPECT_CONCURRENCY: usize = 8;
 /// Docker's image metadata directory under its root.
 const IMAGE_METADATA_DIR: &str = "image";
 /// Key of the writable layer in an overlay-type container's GraphDriver data.
@@ -201,7 +204,7 @@ async fn storage(ctx: &Context) -> Result<Storage> {
 }
 
 /// Every container's writable layer directory, inspecting only containers
-/// not seen before.
+/// not seen before (a few at a time).
 async fn upper_dirs(ctx: &Context) -> Result<Vec<PathBuf>> {
     let docker = ctx.docker.get().await?;
     let options = ListContainersOptionsBuilder::default().all(true).build();
@@ -220,22 +223,36 @@ async fn upper_dirs(ctx: &Context) -> Result<Vec<PathBuf>> {
         .map(|m| m.clone())
         .unwrap_or_default();
     let mut now = HashMap::new();
+    let mut new = Vec::new();
     for id in ids {
-        let dir = match known.get(&id) {
-            Some(dir) => dir.clone(),
-            None => match docker.inspect_container(&id, None).await {
-                Ok(c) => c
-                    .graph_driver
-                    .and_then(|g| g.data.get(UPPER_DIR_KEY).cloned())
-                    .map(PathBuf::from),
-                Err(e) => match ctx.docker.classify(e, "container", &id) {
-                    Error::NotFound { .. } => continue,
-                    other => return Err(other),
-                },
-            },
-        };
-        now.insert(id, dir);
+        match known.get(&id) {
+            Some(dir) => {
+                now.insert(id, dir.clone());
+            }
+            None => new.push(id),
+        }
     }
+    let docker = &docker;
+    let inspected: Vec<Option<(String, Option<PathBuf>)>> = stream::iter(new)
+        .map(|id| async move {
+            match docker.inspect_container(&id, None).await {
+                Ok(c) => {
+                    let dir = c
+                        .graph_driver
+                        .and_then(|g| g.data.get(UPPER_DIR_KEY).cloned())
+                        .map(PathBuf::from);
+                    Ok(Some((id, dir)))
+                }
+                Err(e) => match ctx.docker.classify(e, "container", &id) {
+                    Error::NotFound { .. } => Ok(None),
+                    other => Err(other),
+                },
+            }
+        })
+        .buffer_unordered(INSPECT_CONCURRENCY)
+        .try_collect()
+        .await?;
+    now.extend(inspected.into_iter().flatten());
     let dirs = now.values().flatten().cloned().collect();
     if let Ok(mut m) = ctx.images.fs.upper_dirs.lock() {
         *m = now;
