@@ -9,8 +9,8 @@ use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::models::{ContainerConfig, ContainerCreateBody};
 use bollard::query_parameters::{
-    CommitContainerOptions, PushImageOptions, RemoveContainerOptions, RemoveImageOptions,
-    TagImageOptions,
+    CommitContainerOptions, CreateImageOptions, PushImageOptions, RemoveContainerOptions,
+    RemoveImageOptions, TagImageOptions,
 };
 use futures_util::StreamExt;
 
@@ -128,8 +128,64 @@ pub async fn local_image(base: &str, repo: &str, tags: &[&str]) -> TestImage {
 /// (the same manifest under each), absent from Docker afterwards.
 pub async fn pushed_image(registry: &str, base: &str, tags: &[&str]) -> TestImage {
     let repo = format!("{registry}/dockercri-test/{}", unique_id("pushed"));
-    let mut image = local_image(base, &repo, tags).await;
+    let image = local_image(base, &repo, tags).await;
+    publish(image, registry, tags).await
+}
+
+/// Like [`pushed_image`], but the image is one layer of its own: a file of
+/// `size` random bytes, so a pull must download (and cannot compress) it.
+pub async fn pushed_random_image(registry: &str, size: usize, tag: &str) -> TestImage {
+    let repo = format!("{registry}/dockercri-test/{}", unique_id("random"));
+    let dir = super::tempdir();
+    let mut data = vec![0u8; size];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").expect("/dev/urandom"),
+        &mut data,
+    )
+    .expect("random bytes");
+    std::fs::write(dir.path().join("random"), data).expect("write random file");
+    let tar = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(dir.path())
+        .args(["-cf", "-", "random"])
+        .output()
+        .expect("tar (Debian package tar)");
+    assert!(tar.status.success(), "tar failed");
     let d = docker().await;
+    let mut import = d.create_image(
+        Some(CreateImageOptions {
+            from_src: Some("-".into()),
+            repo: Some(repo.clone()),
+            tag: Some(tag.into()),
+            ..Default::default()
+        }),
+        Some(bollard::body_full(tonic::codegen::Bytes::from(tar.stdout))),
+        None,
+    );
+    while let Some(item) = import.next().await {
+        if let Err(e) = item {
+            panic!("import {repo}:{tag}: {e}");
+        }
+    }
+    let id = d
+        .inspect_image(&format!("{repo}:{tag}"))
+        .await
+        .expect("imported image")
+        .id
+        .expect("an image ID");
+    let image = TestImage {
+        id,
+        repo,
+        digest: String::new(),
+    };
+    publish(image, registry, &[tag]).await
+}
+
+/// Pushes `image` under each tag, records its digest and removes the local
+/// copy.
+async fn publish(mut image: TestImage, registry: &str, tags: &[&str]) -> TestImage {
+    let d = docker().await;
+    let repo = image.repo.clone();
     let credentials = (registry == AUTH_REGISTRY).then(registry_credentials);
     for tag in tags {
         push(&d, &repo, tag, credentials.clone()).await;
