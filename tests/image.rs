@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -18,7 +16,6 @@ use dockercri::proto::{
     AuthConfig, Image, ImageFilter, ImageFsInfoRequest, ImageSpec, ImageStatusRequest,
     ListImagesRequest, PullImageRequest, RemoveImageRequest, StreamImagesRequest,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -268,106 +265,12 @@ async fn malformed_references_are_invalid_arguments() {
     assert!(!list(&mut c, Some("")).await.is_empty());
 }
 
-/// A proxy in front of the open registry that passes each connection's
-/// first [`STALL_AFTER`] bytes from the registry and then holds the rest
-/// until released: a pull that starts a layer download and then makes no
-/// progress.
-struct StallingRegistry {
-    addr: String,
-    task: tokio::task::JoinHandle<()>,
-    stalled: Arc<AtomicUsize>,
-    release: tokio::sync::watch::Sender<bool>,
-}
-
-/// Manifests, configs and API checks are far smaller; a layer is not.
-const STALL_AFTER: usize = 256 * 1024;
-
-impl StallingRegistry {
-    async fn start() -> StallingRegistry {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let stalled = Arc::new(AtomicUsize::new(0));
-        let (release, released) = tokio::sync::watch::channel(false);
-        let s = stalled.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((conn, _)) = listener.accept().await {
-                tokio::spawn(stall(conn, s.clone(), released.clone()));
-            }
-        });
-        StallingRegistry {
-            addr,
-            task,
-            stalled,
-            release,
-        }
-    }
-
-    /// Lets the stalled downloads finish, then checks that `name` never
-    /// appears: Docker's pull was cancelled too, not only dockercri's call
-    /// (a live pull completes within milliseconds once released).
-    async fn release_and_expect_cancelled(&self, name: &str) {
-        assert!(
-            self.stalled.load(Ordering::SeqCst) > 0,
-            "no download stalled"
-        );
-        self.release.send_replace(true);
-        let until = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < until {
-            assert!(
-                !docker_has(name).await,
-                "the pull went on after the call ended"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for StallingRegistry {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn stall(
-    client: tokio::net::TcpStream,
-    stalled: Arc<AtomicUsize>,
-    mut release: tokio::sync::watch::Receiver<bool>,
-) {
-    let Ok(upstream) = tokio::net::TcpStream::connect(OPEN_REGISTRY).await else {
-        return;
-    };
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut up_read, mut up_write) = upstream.into_split();
-    let requests = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut client_read, &mut up_write).await;
-    });
-    let mut passed = 0;
-    let mut buf = vec![0u8; 16 * 1024];
-    while passed < STALL_AFTER {
-        let want = buf.len().min(STALL_AFTER - passed);
-        match up_read.read(&mut buf[..want]).await {
-            Ok(n) if n > 0 => {
-                if client_write.write_all(&buf[..n]).await.is_err() {
-                    return;
-                }
-                passed += n;
-            }
-            _ => return,
-        }
-    }
-    stalled.fetch_add(1, Ordering::SeqCst);
-    if release.wait_for(|go| *go).await.is_ok() {
-        let _ = tokio::io::copy(&mut up_read, &mut client_write).await;
-    }
-    let _ = requests.await;
-}
-
 #[tokio::test]
 async fn a_pull_without_progress_is_cancelled_after_the_deadline() {
     let img = pushed_random_image(OPEN_REGISTRY, 2 << 20, "v1").await;
     let h = Harness::start_with(&["--image-pull-progress-deadline", "2s"]).await;
     let registry = StallingRegistry::start().await;
-    let name = format!("{}/{}:v1", registry.addr, path_of(&img));
+    let name = format!("{}/{}:v1", registry.addr, img.path());
     let mut c = h.img();
     let started = Instant::now();
     let err = pull(&mut c, &name, None).await.unwrap_err();
@@ -381,20 +284,12 @@ async fn a_pull_without_progress_is_cancelled_after_the_deadline() {
     registry.release_and_expect_cancelled(&name).await;
 }
 
-/// The repository path of a pushed image, without its registry.
-fn path_of(img: &TestImage) -> &str {
-    img.repo
-        .split_once('/')
-        .map(|(_, path)| path)
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn the_call_deadline_cancels_the_pull_and_long_pulls_log_progress() {
     let img = pushed_random_image(OPEN_REGISTRY, 2 << 20, "v1").await;
     let h = Harness::start().await;
     let registry = StallingRegistry::start().await;
-    let name = format!("{}/{}:v1", registry.addr, path_of(&img));
+    let name = format!("{}/{}:v1", registry.addr, img.path());
     let mut c = h.img();
     let mut req = tonic::Request::new(PullImageRequest {
         image: spec(&name),

@@ -64,24 +64,32 @@ pub async fn pull(
     info!(reference = %image, "pulling image");
     let started = Instant::now();
     let mut progress = Progress::default();
-    let mut last_log = Instant::now();
     let mut stream = docker.create_image(Some(options), None, credentials);
+    // Progress is logged on a timer, so that a stalled pull says where it
+    // stands too; any line from Docker counts as progress.
+    let mut log_tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + PROGRESS_LOG_EVERY,
+        PROGRESS_LOG_EVERY,
+    );
+    let stall = tokio::time::sleep(deadline);
+    tokio::pin!(stall);
     loop {
-        let item = match tokio::time::timeout(deadline, stream.next()).await {
-            Err(_) => {
+        tokio::select! {
+            item = stream.next() => {
+                let Some(item) = item else { break };
+                let update = item.map_err(|e| ctx.docker.classify_pull(e, &target))?;
+                progress.observe(&update);
+                stall.as_mut().reset(tokio::time::Instant::now() + deadline);
+            }
+            () = &mut stall => {
                 return Err(Error::PullStalled {
                     image,
                     after: deadline,
                 });
             }
-            Ok(None) => break,
-            Ok(Some(item)) => item,
-        };
-        let update = item.map_err(|e| ctx.docker.classify_pull(e, &target))?;
-        progress.observe(&update);
-        if last_log.elapsed() >= PROGRESS_LOG_EVERY {
-            last_log = Instant::now();
-            info!(reference = %image, progress = %progress, "pull in progress");
+            _ = log_tick.tick() => {
+                info!(reference = %image, progress = %progress, "pull in progress");
+            }
         }
     }
     drop(stream);

@@ -1,9 +1,13 @@
 //! Image test helpers: the two local registries `scripts/setup.sh` starts,
 //! images unique to one test (committed from the shared busybox images,
 //! pushed, then removed locally so that a CRI pull really pulls), and their
-//! cleanup. Never removes a shared image.
+//! cleanup; and a registry proxy that stalls downloads. Never removes a
+//! shared image.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
@@ -13,6 +17,7 @@ use bollard::query_parameters::{
     RemoveImageOptions, TagImageOptions,
 };
 use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{DOCKER_SOCKET, docker, unique_id};
 
@@ -50,6 +55,14 @@ impl TestImage {
     /// `repo:tag`.
     pub fn tagged(&self, tag: &str) -> String {
         format!("{}:{tag}", self.repo)
+    }
+
+    /// The repository path without the registry host.
+    pub fn path(&self) -> &str {
+        self.repo
+            .split_once('/')
+            .map(|(_, path)| path)
+            .unwrap_or_default()
     }
 
     /// `repo@digest`.
@@ -256,4 +269,98 @@ pub fn remove_images(ids: Vec<String>) {
 /// True when Docker has an image by this name or ID.
 pub async fn docker_has(name: &str) -> bool {
     docker().await.inspect_image(name).await.is_ok()
+}
+
+/// A proxy in front of the open registry that passes each connection's
+/// first [`STALL_AFTER`] bytes from the registry and then holds the rest
+/// until released: a pull that starts a layer download and then makes no
+/// progress.
+pub struct StallingRegistry {
+    pub addr: String,
+    task: tokio::task::JoinHandle<()>,
+    stalled: Arc<AtomicUsize>,
+    release: tokio::sync::watch::Sender<bool>,
+}
+
+/// Manifests, configs and API checks are far smaller; a layer is not.
+pub const STALL_AFTER: usize = 256 * 1024;
+
+impl StallingRegistry {
+    pub async fn start() -> StallingRegistry {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stalled = Arc::new(AtomicUsize::new(0));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let s = stalled.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                tokio::spawn(stall(conn, s.clone(), released.clone()));
+            }
+        });
+        StallingRegistry {
+            addr,
+            task,
+            stalled,
+            release,
+        }
+    }
+
+    /// Lets the stalled downloads finish, then checks that `name` never
+    /// appears: Docker's pull was cancelled too, not only dockercri's call
+    /// (a live pull completes within milliseconds once released).
+    pub async fn release_and_expect_cancelled(&self, name: &str) {
+        assert!(
+            self.stalled.load(Ordering::SeqCst) > 0,
+            "no download stalled"
+        );
+        self.release.send_replace(true);
+        let until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < until {
+            assert!(
+                !docker_has(name).await,
+                "the pull went on after the call ended"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for StallingRegistry {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn stall(
+    client: tokio::net::TcpStream,
+    stalled: Arc<AtomicUsize>,
+    mut release: tokio::sync::watch::Receiver<bool>,
+) {
+    let Ok(upstream) = tokio::net::TcpStream::connect(OPEN_REGISTRY).await else {
+        return;
+    };
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut up_read, mut up_write) = upstream.into_split();
+    let requests = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut client_read, &mut up_write).await;
+    });
+    let mut passed = 0;
+    let mut buf = vec![0u8; 16 * 1024];
+    while passed < STALL_AFTER {
+        let want = buf.len().min(STALL_AFTER - passed);
+        match up_read.read(&mut buf[..want]).await {
+            Ok(n) if n > 0 => {
+                if client_write.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+                passed += n;
+            }
+            _ => return,
+        }
+    }
+    stalled.fetch_add(1, Ordering::SeqCst);
+    if release.wait_for(|go| *go).await.is_ok() {
+        let _ = tokio::io::copy(&mut up_read, &mut client_write).await;
+    }
+    let _ = requests.await;
 }
