@@ -68,7 +68,10 @@ async fn docker_only(docker: &Docker) -> Duration {
 async fn through_dockercri(binary: &Path, dir: &Path) -> (Duration, Duration, Duration) {
     let socket = dir.join("cri.sock");
     let mut child = std::process::Command::new(binary)
-        .args(["--container-runtime-endpoint", &format!("unix://{}", socket.display())])
+        .args([
+            "--container-runtime-endpoint",
+            &format!("unix://{}", socket.display()),
+        ])
         .args(["--root-directory", &dir.join("root").display().to_string()])
         .args(["--log-level", "warn"])
         .spawn()
@@ -80,7 +83,9 @@ async fn through_dockercri(binary: &Path, dir: &Path) -> (Duration, Duration, Du
     let channel = Endpoint::from_static("http://[::]:50051")
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
         }))
         .await
         .unwrap();
@@ -132,13 +137,17 @@ async fn through_dockercri(binary: &Path, dir: &Path) -> (Duration, Duration, Du
     let log = dir.join("pods/writer/0.log");
     let (ours_before, dockerd_before) = (cpu(child.id()), cpu(dockerd_pid()));
     let started = Instant::now();
-    rt.start_container(StartContainerRequest { container_id: id.clone() })
-        .await
-        .unwrap();
+    rt.start_container(StartContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .unwrap();
     // Done when the container has exited and every line is in the file.
     let lines = BYTES / 100;
     loop {
-        let written = std::fs::read(&log).map(|b| b.iter().filter(|c| **c == b'\n').count() as u64).unwrap_or(0);
+        let written = std::fs::read(&log)
+            .map(|b| b.iter().filter(|c| **c == b'\n').count() as u64)
+            .unwrap_or(0);
         if written >= lines || started.elapsed() > Duration::from_secs(300) {
             break;
         }
@@ -147,8 +156,16 @@ async fn through_dockercri(binary: &Path, dir: &Path) -> (Duration, Duration, Du
     let elapsed = started.elapsed();
     let ours = cpu(child.id()) - ours_before;
     let dockerd = cpu(dockerd_pid()) - dockerd_before;
-    let _ = rt.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod_id.clone() }).await;
-    let _ = rt.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod_id }).await;
+    let _ = rt
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod_id.clone(),
+        })
+        .await;
+    let _ = rt
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id,
+        })
+        .await;
     let _ = child.kill();
     let _ = child.wait();
     (ours, dockerd, elapsed)
@@ -159,14 +176,33 @@ async fn main() {
     let binary = std::env::var("DOCKERCRI_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/dockercri"));
-    let docker = Docker::connect_with_unix_defaults().unwrap().negotiate_version().await.unwrap();
+    let docker = Docker::connect_with_unix_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
     let dir = tempfile::tempdir_in("/tmp").unwrap();
     let baseline = docker_only(&docker).await;
     let (ours, dockerd, elapsed) = through_dockercri(&binary, dir.path()).await;
     println!("50 MB in 100-byte lines ({} lines)", BYTES / 100);
-    println!("dockerd writing its json log alone:        {:>8.3} s CPU", baseline.as_secs_f64());
-    println!("dockercri copying it into the CRI log:     {:>8.3} s CPU", ours.as_secs_f64());
-    println!("dockerd during that run (json + log API):  {:>8.3} s CPU", dockerd.as_secs_f64());
-    println!("wall time until the CRI log was complete:  {:>8.3} s", elapsed.as_secs_f64());
-    println!("ratio dockercri / dockerd-json-log:        {:>8.2}", ours.as_secs_f64() / baseline.as_secs_f64().max(1e-9));
+    println!(
+        "dockerd writing its json log alone:        {:>8.3} s CPU",
+        baseline.as_secs_f64()
+    );
+    println!(
+        "dockercri copying it into the CRI log:     {:>8.3} s CPU",
+        ours.as_secs_f64()
+    );
+    println!(
+        "dockerd during that run (json + log API):  {:>8.3} s CPU",
+        dockerd.as_secs_f64()
+    );
+    println!(
+        "wall time until the CRI log was complete:  {:>8.3} s",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "ratio dockercri / dockerd-json-log:        {:>8.2}",
+        ours.as_secs_f64() / baseline.as_secs_f64().max(1e-9)
+    );
 }

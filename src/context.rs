@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::config::Config;
 use crate::docker::DockerClient;
+use crate::image::ImageState;
 use crate::logs::LogManager;
 use crate::runtime::locks::KeyedLocks;
 use crate::runtime::oom::OomPolicy;
@@ -27,6 +28,8 @@ pub struct Context {
     pub pod_locks: KeyedLocks,
     /// The CRI log writers of running containers.
     pub logs: LogManager,
+    /// What the image RPCs cache: image users, filesystem samples.
+    pub images: ImageState,
 }
 
 impl Context {
@@ -45,6 +48,7 @@ impl Context {
             pause: PauseImage::default(),
             pod_locks: KeyedLocks::default(),
             logs,
+            images: ImageState::default(),
         }
     }
 

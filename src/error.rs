@@ -23,6 +23,29 @@ pub enum Error {
     },
     #[error("{what}: timed out")]
     DeadlineExceeded { what: String },
+    #[error("image {image:?} not found in registry {registry}: {why}")]
+    NotInRegistry {
+        registry: String,
+        image: String,
+        why: String,
+    },
+    #[error("authentication to registry {registry} failed for image {image:?}: {why}")]
+    AuthenticationFailed {
+        registry: String,
+        image: String,
+        why: String,
+    },
+    #[error("registry {registry} is unreachable for image {image:?}: {why}")]
+    RegistryUnavailable {
+        registry: String,
+        image: String,
+        why: String,
+    },
+    #[error("pull of image {image:?} made no progress for {after:?}; cancelled")]
+    PullStalled {
+        image: String,
+        after: std::time::Duration,
+    },
     #[error("{what}: {source}")]
     Docker {
         what: String,
@@ -71,12 +94,13 @@ impl Error {
     pub fn code(&self) -> tonic::Code {
         use tonic::Code;
         match self {
-            Error::NotFound { .. } => Code::NotFound,
+            Error::NotFound { .. } | Error::NotInRegistry { .. } => Code::NotFound,
             Error::InvalidArgument { .. } => Code::InvalidArgument,
             Error::AlreadyExists { .. } => Code::AlreadyExists,
             Error::FailedPrecondition { .. } => Code::FailedPrecondition,
-            Error::Unavailable { .. } => Code::Unavailable,
-            Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+            Error::Unavailable { .. } | Error::RegistryUnavailable { .. } => Code::Unavailable,
+            Error::DeadlineExceeded { .. } | Error::PullStalled { .. } => Code::DeadlineExceeded,
+            Error::AuthenticationFailed { .. } => Code::Unauthenticated,
             Error::Docker { .. } | Error::Io { .. } | Error::Internal(_) => Code::Internal,
         }
     }
@@ -121,6 +145,37 @@ mod tests {
                 },
                 Code::Internal,
             ),
+            (
+                Error::NotInRegistry {
+                    registry: "r".into(),
+                    image: "i".into(),
+                    why: "w".into(),
+                },
+                Code::NotFound,
+            ),
+            (
+                Error::AuthenticationFailed {
+                    registry: "r".into(),
+                    image: "i".into(),
+                    why: "w".into(),
+                },
+                Code::Unauthenticated,
+            ),
+            (
+                Error::RegistryUnavailable {
+                    registry: "r".into(),
+                    image: "i".into(),
+                    why: "w".into(),
+                },
+                Code::Unavailable,
+            ),
+            (
+                Error::PullStalled {
+                    image: "i".into(),
+                    after: std::time::Duration::from_secs(60),
+                },
+                Code::DeadlineExceeded,
+            ),
         ];
         for (err, code) in cases {
             let status = Status::from(err);
@@ -132,5 +187,14 @@ mod tests {
     fn messages_name_the_object() {
         let s = Status::from(Error::not_found("container", "abc123"));
         assert_eq!(s.message(), "container \"abc123\" not found");
+        let s = Status::from(Error::AuthenticationFailed {
+            registry: "127.0.0.1:5001".into(),
+            image: "127.0.0.1:5001/x:y".into(),
+            why: "unauthorized: authentication required".into(),
+        });
+        assert_eq!(
+            s.message(),
+            "authentication to registry 127.0.0.1:5001 failed for image \"127.0.0.1:5001/x:y\": unauthorized: authentication required"
+        );
     }
 }

@@ -144,6 +144,40 @@ impl DockerClient {
         }
     }
 
+    /// Classifies a failed pull of `target.image` from Docker's message:
+    /// missing in the registry, refused credentials, registry unreachable.
+    /// Docker's messages never carry the credentials, and neither does the
+    /// error. Anything else goes through [`DockerClient::classify`].
+    pub fn classify_pull(&self, err: BollardError, target: &PullTarget<'_>) -> Error {
+        let message = match &err {
+            BollardError::DockerResponseServerError { message, .. } => Some(message.as_str()),
+            BollardError::DockerStreamError { error } => Some(error.as_str()),
+            _ => None,
+        };
+        let failure = message.and_then(|m| pull_failure(m, target.had_credentials));
+        let (registry, image) = (target.registry.to_string(), target.image.to_string());
+        let why = message.unwrap_or_default().to_string();
+        match failure {
+            Some(PullFailure::NotInRegistry) => Error::NotInRegistry {
+                registry,
+                image,
+                why,
+            },
+            Some(PullFailure::Authentication) => Error::AuthenticationFailed {
+                registry,
+                image,
+                why,
+            },
+            Some(PullFailure::Unreachable) => Error::RegistryUnavailable {
+                registry,
+                image,
+                why,
+            },
+            Some(PullFailure::BadReference) => Error::invalid("image", format!("{image:?}: {why}")),
+            None => self.classify(err, "image", target.image),
+        }
+    }
+
     /// Asks dockerd whether it is alive, within `limit`.
     pub async fn ping(&self, limit: Duration) -> Result<(), Error> {
         let check = async {
@@ -238,6 +272,82 @@ impl DockerClient {
     }
 }
 
+/// The pull a Docker error is about, for [`DockerClient::classify_pull`].
+#[derive(Debug, Clone, Copy)]
+pub struct PullTarget<'a> {
+    /// The reference as pulled (normalised).
+    pub image: &'a str,
+    /// The registry host of the reference.
+    pub registry: &'a str,
+    /// Whether the request carried credentials (Docker Hub answers
+    /// "pull access denied" both for missing and for forbidden repositories).
+    pub had_credentials: bool,
+}
+
+/// What a pull error message says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullFailure {
+    NotInRegistry,
+    Authentication,
+    Unreachable,
+    BadReference,
+}
+
+/// Reads Docker's (and the registry's) words for a failed pull. Docker 20.10
+/// answers e.g. `manifest for X not found: manifest unknown` (404),
+/// `no basic auth credentials`, `unauthorized: authentication required`,
+/// `dial tcp 127.0.0.1:1: connect: connection refused` (500).
+pub fn pull_failure(message: &str, had_credentials: bool) -> Option<PullFailure> {
+    let m = message.to_ascii_lowercase();
+    let any = |needles: &[&str]| needles.iter().any(|n| m.contains(n));
+    if m.contains("pull access denied") {
+        return Some(if had_credentials {
+            PullFailure::Authentication
+        } else {
+            PullFailure::NotInRegistry
+        });
+    }
+    if any(&[
+        "unauthorized",
+        "authentication required",
+        "no basic auth credentials",
+        "incorrect username or password",
+        "denied:",
+        "access denied",
+        "authorization failed",
+    ]) {
+        return Some(PullFailure::Authentication);
+    }
+    if any(&[
+        "manifest unknown",
+        "name unknown",
+        "not found",
+        "repository does not exist",
+        "no matching manifest",
+    ]) {
+        return Some(PullFailure::NotInRegistry);
+    }
+    if any(&[
+        "connection refused",
+        "no such host",
+        "i/o timeout",
+        "dial tcp",
+        "network is unreachable",
+        "no route to host",
+        "connection reset by peer",
+        "tls handshake timeout",
+        "server misbehaving",
+        "temporary failure in name resolution",
+        "client.timeout exceeded",
+    ]) {
+        return Some(PullFailure::Unreachable);
+    }
+    if m.contains("invalid reference format") {
+        return Some(PullFailure::BadReference);
+    }
+    None
+}
+
 /// True when the daemon could not be reached at all (as opposed to a daemon
 /// that answered with an error).
 pub fn is_unreachable(err: &BollardError) -> bool {
@@ -304,6 +414,108 @@ mod tests {
             let shown = format!("{err:?}");
             assert!(want(&c.classify(err, "container", "abc")), "{shown}");
         }
+    }
+
+    #[test]
+    fn pull_messages_say_what_happened() {
+        use PullFailure::*;
+        let cases = [
+            (
+                "manifest for 127.0.0.1:5000/probe/bb:nope not found: manifest unknown: manifest unknown",
+                false,
+                Some(NotInRegistry),
+            ),
+            (
+                "Head \"http://127.0.0.1:5001/v2/probe/none/manifests/x\": no basic auth credentials",
+                false,
+                Some(Authentication),
+            ),
+            (
+                "unauthorized: authentication required",
+                true,
+                Some(Authentication),
+            ),
+            (
+                "Get \"https://registry-1.docker.io/v2/\": unauthorized: incorrect username or password",
+                true,
+                Some(Authentication),
+            ),
+            (
+                "pull access denied for nope, repository does not exist or may require 'docker login': denied: requested access to the resource is denied",
+                false,
+                Some(NotInRegistry),
+            ),
+            (
+                "pull access denied for nope, repository does not exist or may require 'docker login': denied: requested access to the resource is denied",
+                true,
+                Some(Authentication),
+            ),
+            (
+                "Get \"http://127.0.0.1:1/v2/\": dial tcp 127.0.0.1:1: connect: connection refused",
+                false,
+                Some(Unreachable),
+            ),
+            (
+                "Get \"https://nosuchhost.invalid/v2/\": dial tcp: lookup nosuchhost.invalid on 10.0.0.53:53: no such host",
+                false,
+                Some(Unreachable),
+            ),
+            (
+                "Get \"https://r.example/v2/\": net/http: TLS handshake timeout",
+                false,
+                Some(Unreachable),
+            ),
+            ("invalid reference format", false, Some(BadReference)),
+            (
+                "failed to register layer: no space left on device",
+                false,
+                None,
+            ),
+        ];
+        for (message, creds, want) in cases {
+            assert_eq!(pull_failure(message, creds), want, "{message}");
+        }
+    }
+
+    #[test]
+    fn pull_errors_name_registry_and_image() {
+        let c = client();
+        let target = PullTarget {
+            image: "127.0.0.1:5001/x:y",
+            registry: "127.0.0.1:5001",
+            had_credentials: true,
+        };
+        let err = c.classify_pull(
+            BollardError::DockerResponseServerError {
+                status_code: 500,
+                message: "unauthorized: authentication required".into(),
+            },
+            &target,
+        );
+        assert!(matches!(err, Error::AuthenticationFailed { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("127.0.0.1:5001") && text.contains("authentication"),
+            "{text}"
+        );
+
+        let err = c.classify_pull(
+            BollardError::DockerStreamError {
+                error: "dial tcp 127.0.0.1:5001: connect: connection refused".into(),
+            },
+            &target,
+        );
+        assert!(matches!(err, Error::RegistryUnavailable { .. }), "{err}");
+
+        // Unknown words: the general classification (404 is still not found).
+        let err = c.classify_pull(
+            BollardError::DockerResponseServerError {
+                status_code: 404,
+                message: "something new".into(),
+            },
+            &target,
+        );
+        assert!(matches!(err, Error::NotFound { .. }), "{err}");
     }
 
     #[tokio::test]

@@ -42,8 +42,12 @@ pub async fn ensure(ctx: &Context) -> Result<String> {
     {
         return builtin(ctx, &docker).await;
     }
-    match pull(&docker, configured, ctx.config.image_pull_progress_deadline).await {
-        Ok(()) => {
+    let spec = crate::proto::ImageSpec {
+        image: configured.to_string(),
+        ..Default::default()
+    };
+    match crate::image::pull::pull(ctx, Some(&spec), None).await {
+        Ok(_) => {
             *fallback = None;
             info!(image = configured, "pulled the sandbox image");
             Ok(configured.to_string())
@@ -57,29 +61,6 @@ pub async fn ensure(ctx: &Context) -> Result<String> {
             );
             *fallback = Some(Instant::now());
             builtin(ctx, &docker).await
-        }
-    }
-}
-
-async fn pull(
-    docker: &Docker,
-    image: &str,
-    stall_limit: Duration,
-) -> std::result::Result<(), String> {
-    let options = CreateImageOptionsBuilder::default()
-        .from_image(image)
-        .build();
-    let mut progress = docker.create_image(Some(options), None, None);
-    loop {
-        match tokio::time::timeout(stall_limit, progress.next()).await {
-            Err(_) => return Err(format!("no progress for {stall_limit:?}")),
-            Ok(None) => return Ok(()),
-            Ok(Some(Err(e))) => return Err(e.to_string()),
-            Ok(Some(Ok(item))) => {
-                if let Some(e) = item.error_detail.and_then(|d| d.message) {
-                    return Err(e);
-                }
-            }
         }
     }
 }

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod images;
 pub mod pods;
 
 use std::collections::HashMap;
