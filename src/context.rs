@@ -10,6 +10,7 @@ use crate::docker::DockerClient;
 use crate::runtime::locks::KeyedLocks;
 use crate::runtime::oom::OomPolicy;
 use crate::runtime::pause::PauseImage;
+use crate::streaming::Registry;
 
 /// Shared by all handlers; cheap to reach through an `Arc`.
 #[derive(Debug)]
@@ -24,6 +25,8 @@ pub struct Context {
     pub pause: PauseImage,
     /// Serialises RunPodSandbox/Stop/Remove per pod (keyed by sandbox name).
     pub pod_locks: KeyedLocks,
+    /// The streaming server's address and its parked requests.
+    pub streaming: Registry,
 }
 
 impl Context {
@@ -40,6 +43,7 @@ impl Context {
             oom,
             pause: PauseImage::default(),
             pod_locks: KeyedLocks::default(),
+            streaming: Registry::default(),
         }
     }
 

@@ -23,6 +23,8 @@ pub enum Error {
     },
     #[error("{what}: timed out")]
     DeadlineExceeded { what: String },
+    #[error("{what}: too many requests in flight")]
+    ResourceExhausted { what: String },
     #[error("{what}: {source}")]
     Docker {
         what: String,
@@ -77,6 +79,7 @@ impl Error {
             Error::FailedPrecondition { .. } => Code::FailedPrecondition,
             Error::Unavailable { .. } => Code::Unavailable,
             Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+            Error::ResourceExhausted { .. } => Code::ResourceExhausted,
             Error::Docker { .. } | Error::Io { .. } | Error::Internal(_) => Code::Internal,
         }
     }
@@ -113,6 +116,10 @@ mod tests {
             (
                 Error::DeadlineExceeded { what: "x".into() },
                 Code::DeadlineExceeded,
+            ),
+            (
+                Error::ResourceExhausted { what: "x".into() },
+                Code::ResourceExhausted,
             ),
             (
                 Error::Docker {

@@ -10,6 +10,7 @@ pub mod image;
 pub mod listener;
 pub mod runtime;
 pub mod server;
+pub mod streaming;
 
 pub use error::{Error, Result};
 

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod pods;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
