@@ -47,6 +47,12 @@ pub struct Flags {
     /// Address of the exec/attach/port-forward streaming server.
     #[arg(long, value_name = "ADDR")]
     pub streaming_bind_addr: Option<String>,
+    /// PEM certificate (chain) for the streaming server; with the key, it serves HTTPS.
+    #[arg(long, value_name = "FILE")]
+    pub streaming_tls_cert_file: Option<PathBuf>,
+    /// PEM private key for the streaming server's certificate.
+    #[arg(long, value_name = "FILE")]
+    pub streaming_tls_key_file: Option<PathBuf>,
     /// "" for Docker's bridge network, or "cni".
     #[arg(long, value_name = "PLUGIN")]
     pub network_plugin: Option<String>,
@@ -86,6 +92,8 @@ struct FileConfig {
     pod_infra_container_image: Option<String>,
     root_directory: Option<PathBuf>,
     streaming_bind_addr: Option<String>,
+    streaming_tls_cert_file: Option<PathBuf>,
+    streaming_tls_key_file: Option<PathBuf>,
     network_plugin: Option<String>,
     cni_bin_dir: Option<String>,
     cni_conf_dir: Option<PathBuf>,
@@ -130,6 +138,8 @@ pub struct Config {
     pub pause_image: String,
     pub root_directory: PathBuf,
     pub streaming_bind_addr: SocketAddr,
+    /// (certificate, key) PEM files: the streaming server serves HTTPS.
+    pub streaming_tls: Option<(PathBuf, PathBuf)>,
     pub network_plugin: NetworkPlugin,
     pub cni_bin_dirs: Vec<PathBuf>,
     pub cni_conf_dir: PathBuf,
@@ -203,6 +213,29 @@ impl Config {
             .streaming_bind_addr
             .or(file.streaming_bind_addr)
             .unwrap_or_else(|| DEFAULT_STREAMING_BIND_ADDR.into());
+        let streaming_tls = match (
+            flags
+                .streaming_tls_cert_file
+                .or(file.streaming_tls_cert_file),
+            flags.streaming_tls_key_file.or(file.streaming_tls_key_file),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(cert), None) => {
+                return Err(invalid(
+                    "streaming-tls-key-file",
+                    "",
+                    format!("required with streaming-tls-cert-file {}", cert.display()),
+                ));
+            }
+            (None, Some(key)) => {
+                return Err(invalid(
+                    "streaming-tls-cert-file",
+                    "",
+                    format!("required with streaming-tls-key-file {}", key.display()),
+                ));
+            }
+        };
         let plugin = flags
             .network_plugin
             .or(file.network_plugin)
@@ -254,6 +287,7 @@ impl Config {
                     "expected IP:PORT, e.g. 127.0.0.1:0",
                 )
             })?,
+            streaming_tls,
             network_plugin: match plugin.as_str() {
                 "" => NetworkPlugin::DockerBridge,
                 "cni" => NetworkPlugin::Cni,
@@ -443,6 +477,14 @@ mod tests {
             ),
             (&["--docker-endpoint", "http://x"], "docker-endpoint"),
             (&["--streaming-bind-addr", "nope"], "streaming-bind-addr"),
+            (
+                &["--streaming-tls-cert-file", "/c.pem"],
+                "streaming-tls-key-file",
+            ),
+            (
+                &["--streaming-tls-key-file", "/k.pem"],
+                "streaming-tls-cert-file",
+            ),
             (&["--network-plugin", "calico"], "network-plugin"),
             (&["--root-directory", "rel/dir"], "root-directory"),
             (&["--log-level", "info,[[["], "log-level"),

@@ -12,6 +12,7 @@ use crate::logs::LogManager;
 use crate::runtime::locks::KeyedLocks;
 use crate::runtime::oom::OomPolicy;
 use crate::runtime::pause::PauseImage;
+use crate::streaming::Registry;
 
 /// Shared by all handlers; cheap to reach through an `Arc`.
 #[derive(Debug)]
@@ -30,6 +31,8 @@ pub struct Context {
     pub logs: LogManager,
     /// What the image RPCs cache: image users, filesystem samples.
     pub images: ImageState,
+    /// The streaming server's address and its parked requests.
+    pub streaming: Registry,
 }
 
 impl Context {
@@ -49,6 +52,7 @@ impl Context {
             pod_locks: KeyedLocks::default(),
             logs,
             images: ImageState::default(),
+            streaming: Registry::default(),
         }
     }
 

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::listener;
 use crate::server::{self, Cri};
+use crate::streaming::server::StreamingServer;
 
 /// Why the daemon could not start or serve.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,8 @@ pub enum DaemonError {
     Listen(#[from] listener::ListenError),
     #[error("cannot install signal handler: {0}")]
     Signal(#[source] std::io::Error),
+    #[error(transparent)]
+    Streaming(#[from] crate::streaming::server::ServeError),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -44,7 +47,13 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         })?;
     let bound = listener::bind(&config.listen, config.socket_group.as_deref())?;
     let grace = config.shutdown_grace_period;
+    let tls = config
+        .streaming_tls
+        .as_ref()
+        .map(|(c, k)| (c.as_path(), k.as_path()));
+    let streaming = StreamingServer::bind(config.streaming_bind_addr, tls).await?;
     let ctx = Arc::new(Context::new(config));
+    ctx.streaming.set_base_url(streaming.base_url().to_string());
 
     let stop = CancellationToken::new();
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
@@ -63,6 +72,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         }
     });
 
+    tokio::spawn(streaming.serve(ctx.clone(), stop.clone()));
     let shutdown = stop.clone();
     let mut serving = tokio::spawn(server::serve(
         bound.listener,

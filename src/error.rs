@@ -46,6 +46,8 @@ pub enum Error {
         image: String,
         after: std::time::Duration,
     },
+    #[error("{what}: too many requests in flight")]
+    ResourceExhausted { what: String },
     #[error("{what}: {source}")]
     Docker {
         what: String,
@@ -101,6 +103,7 @@ impl Error {
             Error::Unavailable { .. } | Error::RegistryUnavailable { .. } => Code::Unavailable,
             Error::DeadlineExceeded { .. } | Error::PullStalled { .. } => Code::DeadlineExceeded,
             Error::AuthenticationFailed { .. } => Code::Unauthenticated,
+            Error::ResourceExhausted { .. } => Code::ResourceExhausted,
             Error::Docker { .. } | Error::Io { .. } | Error::Internal(_) => Code::Internal,
         }
     }
@@ -137,6 +140,10 @@ mod tests {
             (
                 Error::DeadlineExceeded { what: "x".into() },
                 Code::DeadlineExceeded,
+            ),
+            (
+                Error::ResourceExhausted { what: "x".into() },
+                Code::ResourceExhausted,
             ),
             (
                 Error::Docker {

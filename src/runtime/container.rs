@@ -108,7 +108,7 @@ fn rand_suffix() -> u32 {
 }
 
 /// An app container by id; `NOT_FOUND` for sandboxes and strangers.
-async fn find(
+pub(crate) async fn find(
     ctx: &Context,
     id: &str,
 ) -> Result<Option<bollard::models::ContainerInspectResponse>> {

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod container;
+pub mod exec;
 pub mod locks;
 pub mod oom;
 pub mod pause;
@@ -246,20 +247,48 @@ impl RuntimeService for Cri {
         server::handle(span, work).await
     }
 
-    async fn exec_sync(&self, _req: Request<ExecSyncRequest>) -> Reply<ExecSyncResponse> {
-        Err(server::not_implemented("ExecSync"))
+    async fn exec_sync(&self, req: Request<ExecSyncRequest>) -> Reply<ExecSyncResponse> {
+        let req = req.into_inner();
+        // Probes call this every few seconds: keep it out of the info log.
+        let span = debug_span!("rpc", method = "ExecSync", container = %req.container_id, timeout = req.timeout);
+        server::handle(
+            span,
+            exec::exec_sync(&self.ctx, &req.container_id, req.cmd, req.timeout),
+        )
+        .await
     }
 
-    async fn exec(&self, _req: Request<ExecRequest>) -> Reply<ExecResponse> {
-        Err(server::not_implemented("Exec"))
+    async fn exec(&self, req: Request<ExecRequest>) -> Reply<ExecResponse> {
+        let req = req.into_inner();
+        let span = info_span!("rpc", method = "Exec", container = %req.container_id, tty = req.tty, stdin = req.stdin);
+        let work = async {
+            Ok(ExecResponse {
+                url: exec::exec(&self.ctx, req).await?,
+            })
+        };
+        server::handle(span, work).await
     }
 
-    async fn attach(&self, _req: Request<AttachRequest>) -> Reply<AttachResponse> {
-        Err(server::not_implemented("Attach"))
+    async fn attach(&self, req: Request<AttachRequest>) -> Reply<AttachResponse> {
+        let req = req.into_inner();
+        let span = info_span!("rpc", method = "Attach", container = %req.container_id, tty = req.tty, stdin = req.stdin);
+        let work = async {
+            Ok(AttachResponse {
+                url: exec::attach(&self.ctx, req).await?,
+            })
+        };
+        server::handle(span, work).await
     }
 
-    async fn port_forward(&self, _req: Request<PortForwardRequest>) -> Reply<PortForwardResponse> {
-        Err(server::not_implemented("PortForward"))
+    async fn port_forward(&self, req: Request<PortForwardRequest>) -> Reply<PortForwardResponse> {
+        let req = req.into_inner();
+        let span = info_span!("rpc", method = "PortForward", sandbox = %req.pod_sandbox_id, ports = ?req.port);
+        let work = async {
+            Ok(PortForwardResponse {
+                url: exec::port_forward(&self.ctx, req).await?,
+            })
+        };
+        server::handle(span, work).await
     }
 
     async fn container_stats(

@@ -10,6 +10,7 @@
 
 pub mod images;
 pub mod pods;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
