@@ -260,9 +260,8 @@ async fn mount_propagation_modes() {
     shared.mount_tmpfs_at("slave");
     let private = h.wait_exited(&private).await;
     let slave = h.wait_exited(&slave).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(log_text(&private.log_path).trim(), "unseen");
-    assert_eq!(log_text(&slave.log_path).trim(), "seen");
+    assert_eq!(settled_log(&private.log_path).await.trim(), "unseen");
+    assert_eq!(settled_log(&slave.log_path).await.trim(), "seen");
 
     // Bidirectional: a mount made inside shows up on the host.
     let (code, log) = h
@@ -396,8 +395,7 @@ async fn capabilities_privileged_and_read_only_rootfs() {
     if host_has_every_capability() {
         started.unwrap();
         let s = h.wait_exited(&id).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(cap_eff(&log_text(&s.log_path)) & CAP_SYS_ADMIN != 0);
+        assert!(cap_eff(&settled_log(&s.log_path).await) & CAP_SYS_ADMIN != 0);
     } else {
         let err = started.unwrap_err();
         assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");

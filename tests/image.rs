@@ -416,8 +416,17 @@ async fn stream_images_sends_what_list_images_answers() {
         assert!(!chunk.images.is_empty(), "every message carries images");
         streamed.extend(chunk.images.into_iter().map(|i| i.id));
     }
+    // Other tests add and remove images meanwhile: compare the images that
+    // no test removes (the shared test images).
+    let mut stable = Vec::new();
+    for image in [BUSYBOX, BUSYBOX_UID, BUSYBOX_NAMED] {
+        stable.push(local_id(image).await);
+    }
+    listed.retain(|id| stable.contains(id));
+    streamed.retain(|id| stable.contains(id));
     listed.sort();
     streamed.sort();
+    assert_eq!(streamed.len(), stable.len());
     assert_eq!(streamed, listed);
     let mut filtered = c
         .stream_images(StreamImagesRequest {

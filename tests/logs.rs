@@ -65,8 +65,26 @@ async fn output_is_written_in_the_cri_format() {
         .start_container(&pod, container_config(&h, "fmt", script))
         .await;
     let s = h.wait_exited(&id).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The writer drains Docker's stream after the exit: wait for the last record.
+    for _ in 0..100 {
+        if std::fs::read_to_string(&s.log_path)
+            .unwrap_or_default()
+            .contains("tail-no-newline")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let raw = std::fs::read_to_string(&s.log_path).unwrap_or_default();
     let recs = records(&s.log_path);
+    if !recs.iter().any(|r| r.content == "tail-no-newline") {
+        eprintln!(
+            "RAW:{:?}",
+            raw.lines()
+                .map(|l| &l[..l.len().min(60)])
+                .collect::<Vec<_>>()
+        );
+    }
     let summary: Vec<(String, String, usize)> = recs
         .iter()
         .map(|r| (r.stream.clone(), r.tag.clone(), r.content.len()))
@@ -136,7 +154,12 @@ async fn reopen_after_rename_splits_the_log_without_loss_or_duplicates() {
         .await
         .unwrap();
     h.wait_exited(&id).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..100 {
+        if numbers(&rotated).len() + numbers(&path).len() >= 60 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let old = numbers(&rotated);
     let new = numbers(&path);
     assert!(
@@ -186,7 +209,12 @@ async fn tty_output_is_stdout() {
     c.tty = true;
     let id = h.start_container(&pod, c).await;
     let s = h.wait_exited(&id).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..100 {
+        if records(&s.log_path).len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let recs = records(&s.log_path);
     assert_eq!(recs.len(), 2, "{recs:?}");
     assert!(

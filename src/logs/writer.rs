@@ -169,13 +169,16 @@ pub async fn run(
         scratch: Vec::with_capacity(MAX_RECORD + 128),
         dirty: false,
     };
+    // After the container exits, one more pass without `follow` picks up
+    // records Docker wrote as the followed stream was closing.
+    let mut final_pass = false;
     loop {
         let Ok(client) = docker.get().await else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
         let mut options = LogsOptionsBuilder::default()
-            .follow(true)
+            .follow(!final_pass)
             .stdout(true)
             .stderr(true)
             .timestamps(true);
@@ -225,8 +228,12 @@ pub async fn run(
             out.message(Stream::Stdout, &tty_line);
         }
         out.flush();
-        if ended && !still_running(&docker, &id).await {
+        if final_pass && ended {
             return;
+        }
+        if ended && !still_running(&docker, &id).await {
+            final_pass = true;
+            continue;
         }
         // dockerd went away (or the stream broke): resume after a pause.
         tokio::time::sleep(Duration::from_millis(500)).await;

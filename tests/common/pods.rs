@@ -288,8 +288,21 @@ impl Harness {
         adjust(&mut config);
         let id = self.start_container(pod, config).await;
         let s = self.wait_exited(&id).await;
-        // Docker flushes the log right after the exit.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        (s.exit_code, log_text(&s.log_path))
+        (s.exit_code, settled_log(&s.log_path).await)
     }
+}
+
+/// The log text once dockercri has caught up after the container exited:
+/// non-empty and unchanged for 150 ms (at most 5 s).
+pub async fn settled_log(path: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..33 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let now = log_text(path);
+        if !now.is_empty() && now == last {
+            return now;
+        }
+        last = now;
+    }
+    last
 }
