@@ -2,8 +2,9 @@
 //! little runtime state kubelet hands us (the pod CIDR), and the policies
 //! decided once at start-up.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::Config;
 use crate::docker::DockerClient;
@@ -12,6 +13,8 @@ use crate::logs::LogManager;
 use crate::runtime::locks::KeyedLocks;
 use crate::runtime::oom::OomPolicy;
 use crate::runtime::pause::PauseImage;
+use crate::runtime::stats::Facts;
+use crate::stats::StatsState;
 use crate::streaming::Registry;
 
 /// Shared by all handlers; cheap to reach through an `Arc`.
@@ -33,6 +36,12 @@ pub struct Context {
     pub images: ImageState,
     /// The streaming server's address and its parked requests.
     pub streaming: Registry,
+    /// Previous CPU samples and cgroup paths, for stats.
+    pub stats: StatsState,
+    /// What stats need from `docker inspect`, by container id.
+    stats_facts: Mutex<HashMap<String, Facts>>,
+    /// Docker's root directory (the writable layers' filesystem).
+    docker_root: tokio::sync::OnceCell<String>,
 }
 
 impl Context {
@@ -53,11 +62,56 @@ impl Context {
             logs,
             images: ImageState::default(),
             streaming: Registry::default(),
+            stats: StatsState::default(),
+            stats_facts: Mutex::default(),
+            docker_root: tokio::sync::OnceCell::new(),
         }
     }
 
     /// A path under dockercri's root directory.
     pub fn root_path(&self, name: &str) -> PathBuf {
         self.config.root_directory.join(name)
+    }
+
+    /// Cached inspect facts of a container, for stats.
+    pub fn stats_facts(&self, id: &str) -> Option<Facts> {
+        self.stats_facts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    pub fn remember_stats_facts(&self, id: &str, facts: Facts) {
+        self.stats_facts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), facts);
+    }
+
+    /// Drops cached facts of containers that are gone.
+    pub fn forget_stats_facts(&self, live: &[String]) {
+        self.stats_facts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| live.contains(k));
+    }
+
+    /// Docker's root directory, asked once.
+    pub async fn docker_root(&self) -> String {
+        let ask = async {
+            let docker = self.docker.get().await.map_err(|_| ())?;
+            docker
+                .info()
+                .await
+                .ok()
+                .and_then(|i| i.docker_root_dir)
+                .ok_or(())
+        };
+        self.docker_root
+            .get_or_try_init(|| ask)
+            .await
+            .cloned()
+            .unwrap_or_else(|()| "/var/lib/docker".to_string())
     }
 }

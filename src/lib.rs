@@ -11,6 +11,7 @@ pub mod listener;
 pub mod logs;
 pub mod runtime;
 pub mod server;
+pub mod stats;
 pub mod streaming;
 
 pub use error::{Error, Result};

@@ -8,6 +8,7 @@ pub mod locks;
 pub mod oom;
 pub mod pause;
 pub mod sandbox;
+pub mod stats;
 pub mod status;
 
 use tonic::Request;
@@ -293,44 +294,88 @@ impl RuntimeService for Cri {
 
     async fn container_stats(
         &self,
-        _req: Request<ContainerStatsRequest>,
+        req: Request<ContainerStatsRequest>,
     ) -> Reply<ContainerStatsResponse> {
-        Err(server::not_implemented("ContainerStats"))
+        let id = req.into_inner().container_id;
+        let span = debug_span!("rpc", method = "ContainerStats", container = %id);
+        let work = async {
+            Ok(ContainerStatsResponse {
+                stats: Some(stats::container(&self.ctx, &id).await?),
+            })
+        };
+        server::handle(span, work).await
     }
 
     async fn list_container_stats(
         &self,
-        _req: Request<ListContainerStatsRequest>,
+        req: Request<ListContainerStatsRequest>,
     ) -> Reply<ListContainerStatsResponse> {
-        Err(server::not_implemented("ListContainerStats"))
+        let filter = req.into_inner().filter;
+        let span = debug_span!("rpc", method = "ListContainerStats");
+        let work = async {
+            Ok(ListContainerStatsResponse {
+                stats: stats::list_containers(&self.ctx, filter).await?,
+            })
+        };
+        server::handle(span, work).await
     }
 
     async fn stream_container_stats(
         &self,
-        _req: Request<StreamContainerStatsRequest>,
+        req: Request<StreamContainerStatsRequest>,
     ) -> Reply<Self::StreamContainerStatsStream> {
-        Err(server::not_implemented("StreamContainerStats"))
+        let filter = req.into_inner().filter;
+        let span = debug_span!("rpc", method = "StreamContainerStats");
+        let work = async {
+            let items = stats::list_containers(&self.ctx, filter).await?;
+            Ok(server::stream_batches(items, |container_stats| {
+                StreamContainerStatsResponse { container_stats }
+            }))
+        };
+        server::handle(span, work).await
     }
 
     async fn pod_sandbox_stats(
         &self,
-        _req: Request<PodSandboxStatsRequest>,
+        req: Request<PodSandboxStatsRequest>,
     ) -> Reply<PodSandboxStatsResponse> {
-        Err(server::not_implemented("PodSandboxStats"))
+        let id = req.into_inner().pod_sandbox_id;
+        let span = debug_span!("rpc", method = "PodSandboxStats", sandbox = %id);
+        let work = async {
+            Ok(PodSandboxStatsResponse {
+                stats: Some(stats::pod(&self.ctx, &id).await?),
+            })
+        };
+        server::handle(span, work).await
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _req: Request<ListPodSandboxStatsRequest>,
+        req: Request<ListPodSandboxStatsRequest>,
     ) -> Reply<ListPodSandboxStatsResponse> {
-        Err(server::not_implemented("ListPodSandboxStats"))
+        let filter = req.into_inner().filter;
+        let span = debug_span!("rpc", method = "ListPodSandboxStats");
+        let work = async {
+            Ok(ListPodSandboxStatsResponse {
+                stats: stats::list_pods(&self.ctx, filter).await?,
+            })
+        };
+        server::handle(span, work).await
     }
 
     async fn stream_pod_sandbox_stats(
         &self,
-        _req: Request<StreamPodSandboxStatsRequest>,
+        req: Request<StreamPodSandboxStatsRequest>,
     ) -> Reply<Self::StreamPodSandboxStatsStream> {
-        Err(server::not_implemented("StreamPodSandboxStats"))
+        let filter = req.into_inner().filter;
+        let span = debug_span!("rpc", method = "StreamPodSandboxStats");
+        let work = async {
+            let items = stats::list_pods(&self.ctx, filter).await?;
+            Ok(server::stream_batches(items, |pod_sandbox_stats| {
+                StreamPodSandboxStatsResponse { pod_sandbox_stats }
+            }))
+        };
+        server::handle(span, work).await
     }
 
     async fn update_runtime_config(

@@ -23,7 +23,11 @@ impl CgroupPaths {
 
     /// The same cgroup one level up (a container's pod cgroup).
     pub fn parent(&self) -> CgroupPaths {
-        let up = |p: &PathBuf| p.parent().map(Path::to_path_buf).unwrap_or_else(|| p.clone());
+        let up = |p: &PathBuf| {
+            p.parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| p.clone())
+        };
         CgroupPaths {
             unified: self.unified.as_ref().map(up),
             v1: self.v1.iter().map(|(k, v)| (k.clone(), up(v))).collect(),
@@ -145,7 +149,10 @@ pub fn read(paths: &CgroupPaths) -> Sample {
             .unwrap_or(0);
         s.working_set = s.memory_usage.map(|u| u.saturating_sub(inactive));
         s.rss = stat.get("total_rss").or_else(|| stat.get("rss")).copied();
-        s.page_faults = stat.get("total_pgfault").or_else(|| stat.get("pgfault")).copied();
+        s.page_faults = stat
+            .get("total_pgfault")
+            .or_else(|| stat.get("pgfault"))
+            .copied();
         s.major_page_faults = stat
             .get("total_pgmajfault")
             .or_else(|| stat.get("pgmajfault"))
@@ -193,11 +200,18 @@ mod tests {
         let mem = &p.v1["memory"];
         write(mem, "memory.usage_in_bytes", "10000\n");
         write(mem, "memory.limit_in_bytes", "9223372036854771712\n");
-        write(mem, "memory.stat", "cache 1\ntotal_inactive_file 3000\ntotal_rss 5000\ntotal_pgfault 7\ntotal_pgmajfault 1\n");
+        write(
+            mem,
+            "memory.stat",
+            "cache 1\ntotal_inactive_file 3000\ntotal_rss 5000\ntotal_pgfault 7\ntotal_pgmajfault 1\n",
+        );
         write(&p.v1["pids"], "pids.current", "3\n");
         let s = read(&p);
         assert_eq!(s.cpu_ns, Some(123_456_789));
-        assert_eq!((s.memory_usage, s.working_set, s.rss), (Some(10_000), Some(7_000), Some(5_000)));
+        assert_eq!(
+            (s.memory_usage, s.working_set, s.rss),
+            (Some(10_000), Some(7_000), Some(5_000))
+        );
         assert_eq!((s.page_faults, s.major_page_faults), (Some(7), Some(1)));
         assert_eq!(s.memory_limit, None, "unlimited");
         assert_eq!(s.processes, Some(3));
@@ -215,15 +229,28 @@ mod tests {
         write(&dir, "cpu.stat", "usage_usec 2500\nuser_usec 2000\n");
         write(&dir, "memory.current", "8192\n");
         write(&dir, "memory.max", "16384\n");
-        write(&dir, "memory.stat", "anon 4096\ninactive_file 1024\npgfault 9\npgmajfault 2\n");
+        write(
+            &dir,
+            "memory.stat",
+            "anon 4096\ninactive_file 1024\npgfault 9\npgmajfault 2\n",
+        );
         write(&dir, "memory.swap.current", "0\n");
         write(&dir, "memory.swap.max", "max\n");
         write(&dir, "pids.current", "5\n");
         let s = read(&p);
         assert_eq!(s.cpu_ns, Some(2_500_000));
-        assert_eq!((s.memory_usage, s.working_set, s.rss), (Some(8192), Some(7168), Some(4096)));
-        assert_eq!((s.memory_limit, s.swap_usage, s.swap_limit), (Some(16384), Some(0), None));
-        assert_eq!((s.page_faults, s.major_page_faults, s.processes), (Some(9), Some(2), Some(5)));
+        assert_eq!(
+            (s.memory_usage, s.working_set, s.rss),
+            (Some(8192), Some(7168), Some(4096))
+        );
+        assert_eq!(
+            (s.memory_limit, s.swap_usage, s.swap_limit),
+            (Some(16384), Some(0), None)
+        );
+        assert_eq!(
+            (s.page_faults, s.major_page_faults, s.processes),
+            (Some(9), Some(2), Some(5))
+        );
     }
 
     #[test]

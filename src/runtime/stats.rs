@@ -1,0 +1,276 @@
+//! `ContainerStats`, `ListContainerStats`, `PodSandboxStats`,
+//! `ListPodSandboxStats` (and their `Stream*` forms): one Docker list call,
+//! then kernel counters; Docker is inspected once per container process.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
+
+use crate::context::Context;
+use crate::docker::{container_status, labels, naming, sandbox_status, time};
+use crate::error::{Error, Result};
+use crate::proto::{
+    ContainerAttributes, ContainerStats, ContainerStatsFilter, LinuxPodSandboxStats,
+    PodSandboxAttributes, PodSandboxStats, PodSandboxStatsFilter,
+};
+use crate::stats::{self, cgroup};
+
+/// What stats need from `docker inspect`, kept per container id.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub pid: i64,
+    pub upper_dir: Option<PathBuf>,
+    pub cgroup_parent: String,
+}
+
+async fn facts(ctx: &Context, id: &str, running: bool) -> Result<Facts> {
+    if let Some(f) = ctx.stats_facts(id).filter(|f| (f.pid > 0) == running) {
+        return Ok(f);
+    }
+    let c = ctx
+        .docker
+        .inspect_container(id, "container")
+        .await?
+        .ok_or_else(|| Error::not_found("container", id))?;
+    let f = Facts {
+        pid: c.state.as_ref().and_then(|s| s.pid).unwrap_or(0),
+        upper_dir: c
+            .graph_driver
+            .as_ref()
+            .and_then(|g| g.data.get("UpperDir").cloned())
+            .map(PathBuf::from),
+        cgroup_parent: c
+            .host_config
+            .and_then(|h| h.cgroup_parent)
+            .unwrap_or_default(),
+    };
+    ctx.remember_stats_facts(id, f.clone());
+    Ok(f)
+}
+
+fn running(c: &ContainerSummary) -> bool {
+    c.state == Some(ContainerSummaryStateEnum::RUNNING)
+}
+
+async fn one_container(
+    ctx: &Context,
+    c: &ContainerSummary,
+    item: crate::proto::Container,
+) -> Result<(ContainerStats, cgroup::Sample)> {
+    let now = time::now_ns();
+    let f = facts(ctx, &item.id, running(c)).await?;
+    let sample = if running(c) {
+        ctx.stats
+            .paths(&item.id, f.pid)
+            .map(|p| cgroup::read(&p))
+            .unwrap_or_default()
+    } else {
+        cgroup::Sample::default()
+    };
+    let mountpoint = ctx.docker_root().await;
+    let stats = ContainerStats {
+        attributes: Some(ContainerAttributes {
+            id: item.id.clone(),
+            metadata: item.metadata.clone(),
+            labels: item.labels.clone(),
+            annotations: item.annotations.clone(),
+        }),
+        cpu: ctx.stats.cpu(&item.id, now, &sample),
+        memory: stats::memory(now, &sample),
+        writable_layer: f
+            .upper_dir
+            .as_deref()
+            .map(|u| ctx.stats.layer(u, &mountpoint, now)),
+        swap: stats::swap(now, &sample),
+        io: None,
+    };
+    Ok((stats, sample))
+}
+
+async fn containers(
+    ctx: &Context,
+    selector: &HashMap<String, String>,
+) -> Result<Vec<ContainerSummary>> {
+    let mut wanted = vec![format!("{}={}", labels::TYPE, labels::TYPE_CONTAINER)];
+    wanted.extend(selector.iter().map(|(k, v)| format!("{k}={v}")));
+    ctx.docker.list_containers(&wanted).await
+}
+
+/// `ListContainerStats` with its filter.
+pub async fn list_containers(
+    ctx: &Context,
+    filter: Option<ContainerStatsFilter>,
+) -> Result<Vec<ContainerStats>> {
+    let filter = filter.unwrap_or_default();
+    let all = containers(ctx, &filter.label_selector).await?;
+    let live: Vec<String> = all.iter().filter_map(|c| c.id.clone()).collect();
+    let picked: Vec<_> = all
+        .iter()
+        .filter_map(|c| Some((c, container_status::from_summary(c)?)))
+        .filter(|(_, item)| item.id.starts_with(&filter.id))
+        .filter(|(_, item)| item.pod_sandbox_id.starts_with(&filter.pod_sandbox_id))
+        .collect();
+    let results = futures_util::future::join_all(
+        picked
+            .into_iter()
+            .map(|(c, item)| one_container(ctx, c, item)),
+    )
+    .await;
+    if filter.id.is_empty() && filter.pod_sandbox_id.is_empty() && filter.label_selector.is_empty()
+    {
+        ctx.stats.retain(&live);
+        ctx.forget_stats_facts(&live);
+    }
+    // A container removed between the list and its inspect is skipped.
+    Ok(results
+        .into_iter()
+        .filter_map(|r| r.ok().map(|(s, _)| s))
+        .collect())
+}
+
+/// `ContainerStats`; unknown ids are `NOT_FOUND`.
+pub async fn container(ctx: &Context, id: &str) -> Result<ContainerStats> {
+    if id.is_empty() {
+        return Err(Error::invalid("container_id", "must not be empty"));
+    }
+    let filter = ContainerStatsFilter {
+        id: id.to_string(),
+        ..Default::default()
+    };
+    let mut found = list_containers(ctx, Some(filter)).await?;
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(Error::not_found("container", id)),
+        n => Err(Error::invalid(
+            "container_id",
+            format!("{id:?} is ambiguous ({n} containers)"),
+        )),
+    }
+}
+
+/// `ListPodSandboxStats` with its filter.
+pub async fn list_pods(
+    ctx: &Context,
+    filter: Option<PodSandboxStatsFilter>,
+) -> Result<Vec<PodSandboxStats>> {
+    let filter = filter.unwrap_or_default();
+    let mut wanted = vec![format!("{}={}", labels::TYPE, labels::TYPE_SANDBOX)];
+    wanted.extend(
+        filter
+            .label_selector
+            .iter()
+            .map(|(k, v)| format!("{k}={v}")),
+    );
+    let sandboxes = ctx.docker.list_containers(&wanted).await?;
+    let app = containers(ctx, &HashMap::new()).await?;
+    let mut out = Vec::new();
+    for sb in &sandboxes {
+        let Some(pod) = sandbox_status::from_summary(sb) else {
+            continue;
+        };
+        if !pod.id.starts_with(&filter.id) {
+            continue;
+        }
+        if let Ok(stats) = one_pod(ctx, sb, pod, &app).await {
+            out.push(stats);
+        }
+    }
+    Ok(out)
+}
+
+/// `PodSandboxStats`; unknown ids are `NOT_FOUND`.
+pub async fn pod(ctx: &Context, id: &str) -> Result<PodSandboxStats> {
+    if id.is_empty() {
+        return Err(Error::invalid("pod_sandbox_id", "must not be empty"));
+    }
+    let filter = PodSandboxStatsFilter {
+        id: id.to_string(),
+        ..Default::default()
+    };
+    let mut found = list_pods(ctx, Some(filter)).await?;
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(Error::not_found("pod sandbox", id)),
+        n => Err(Error::invalid(
+            "pod_sandbox_id",
+            format!("{id:?} is ambiguous ({n} sandboxes)"),
+        )),
+    }
+}
+
+async fn one_pod(
+    ctx: &Context,
+    sb: &ContainerSummary,
+    pod: crate::proto::PodSandbox,
+    app: &[ContainerSummary],
+) -> Result<PodSandboxStats> {
+    let now = time::now_ns();
+    let mut members = Vec::new();
+    let mut samples = Vec::new();
+    for c in app {
+        let belongs = c.labels.as_ref().and_then(|l| l.get(labels::SANDBOX_ID)) == Some(&pod.id);
+        if let (true, Some(item)) = (belongs, container_status::from_summary(c))
+            && let Ok((stats, sample)) = one_container(ctx, c, item).await
+        {
+            members.push(stats);
+            samples.push(sample);
+        }
+    }
+    let f = facts(ctx, &pod.id, running(sb)).await?;
+    let pause_paths = running(sb)
+        .then(|| ctx.stats.paths(&pod.id, f.pid))
+        .flatten();
+    // With a pod cgroup (kubelet's cgroup parent), read it whole; else add
+    // up the pause container and the app containers.
+    let pod_sample = match (&pause_paths, f.cgroup_parent.is_empty()) {
+        (Some(paths), false) => cgroup::read(&paths.parent()),
+        (paths, _) => {
+            let mut total = paths.as_ref().map(cgroup::read).unwrap_or_default();
+            for s in &samples {
+                add(&mut total, s);
+            }
+            total
+        }
+    };
+    let network = (f.pid > 0 && running(sb))
+        .then(|| std::fs::read_to_string(format!("/proc/{}/net/dev", f.pid)).ok())
+        .flatten()
+        .map(|text| stats::network(now, &text));
+    let key = format!("pod:{}", pod.id);
+    Ok(PodSandboxStats {
+        attributes: Some(PodSandboxAttributes {
+            id: pod.id.clone(),
+            metadata: pod
+                .metadata
+                .clone()
+                .or_else(|| naming::parse_sandbox_name(sb.names.as_ref()?.first()?)),
+            labels: pod.labels,
+            annotations: pod.annotations,
+        }),
+        linux: Some(LinuxPodSandboxStats {
+            cpu: ctx.stats.cpu(&key, now, &pod_sample),
+            memory: stats::memory(now, &pod_sample),
+            network,
+            process: stats::processes(now, &pod_sample),
+            containers: members,
+            io: None,
+        }),
+        windows: None,
+    })
+}
+
+fn add(total: &mut cgroup::Sample, s: &cgroup::Sample) {
+    let sum = |a: &mut Option<u64>, b: Option<u64>| {
+        if let Some(b) = b {
+            *a = Some(a.unwrap_or(0) + b);
+        }
+    };
+    sum(&mut total.cpu_ns, s.cpu_ns);
+    sum(&mut total.memory_usage, s.memory_usage);
+    sum(&mut total.working_set, s.working_set);
+    sum(&mut total.rss, s.rss);
+    sum(&mut total.page_faults, s.page_faults);
+    sum(&mut total.major_page_faults, s.major_page_faults);
+    sum(&mut total.processes, s.processes);
+}

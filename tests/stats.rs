@@ -1,0 +1,228 @@
+//! Container and pod stats read from the kernel: CPU that rises and a rate,
+//! memory within its limit, a stopped container, pod network bytes, filters.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::pods::*;
+use common::*;
+use dockercri::proto::{
+    ContainerStatsFilter, ContainerStatsRequest, LinuxContainerResources,
+    ListContainerStatsRequest, PodSandboxStatsRequest, PodSandboxStatusRequest,
+};
+use tonic::Code;
+
+async fn container_stats(h: &Harness, id: &str) -> dockercri::proto::ContainerStats {
+    h.rt()
+        .container_stats(ContainerStatsRequest {
+            container_id: id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_container_shows_rising_cpu_and_a_rate() {
+    let h = Harness::start().await;
+    let pod = h.pod("cpu").await;
+    let id = h
+        .start_container(&pod, container_config(&h, "burn", "while true; do :; done"))
+        .await;
+    let first = container_stats(&h, &id).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let second = container_stats(&h, &id).await;
+    let total = |s: &dockercri::proto::ContainerStats| {
+        s.cpu
+            .as_ref()
+            .unwrap()
+            .usage_core_nano_seconds
+            .unwrap()
+            .value
+    };
+    assert!(
+        total(&second) > total(&first),
+        "{} !> {}",
+        total(&second),
+        total(&first)
+    );
+    let rate = second.cpu.as_ref().unwrap().usage_nano_cores.unwrap().value;
+    assert!(
+        rate > 100_000_000,
+        "a busy loop uses more than a tenth of a core: {rate}"
+    );
+    assert_eq!(second.attributes.as_ref().unwrap().id, id);
+    assert_eq!(
+        second
+            .attributes
+            .as_ref()
+            .unwrap()
+            .metadata
+            .as_ref()
+            .unwrap()
+            .name,
+        "burn"
+    );
+    let layer = second.writable_layer.unwrap();
+    assert!(!layer.fs_id.unwrap().mountpoint.is_empty());
+
+    let err = h
+        .rt()
+        .container_stats(ContainerStatsRequest {
+            container_id: "0123456789abcdef".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_held_is_within_its_limit_and_stopped_containers_report() {
+    let h = Harness::start().await;
+    let pod = h.pod("mem").await;
+    let mut c = container_config(
+        &h,
+        "hold",
+        "a=$(head -c 20000000 /dev/zero | tr '\\0' x); echo held; while true; do sleep 1; done",
+    );
+    c.linux = Some(dockercri::proto::LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 96 << 20,
+            memory_swap_limit_in_bytes: 96 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = h.start_container(&pod, c).await;
+    for _ in 0..100 {
+        if log_text(&h.container_status(&id).await.log_path).contains("held") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let s = container_stats(&h, &id).await;
+    let m = s.memory.unwrap();
+    let ws = m.working_set_bytes.unwrap().value;
+    assert!(ws > 15_000_000 && ws < 96 << 20, "working set {ws}");
+    assert_eq!(m.available_bytes.unwrap().value, (96u64 << 20) - ws);
+
+    // A stopped container still answers, without live counters.
+    let done = h
+        .start_container(&pod, container_config(&h, "done", "true"))
+        .await;
+    h.wait_exited(&done).await;
+    let s = container_stats(&h, &done).await;
+    assert_eq!(s.attributes.unwrap().id, done);
+    assert!(s.memory.is_none());
+
+    // Filters: by sandbox id.
+    let listed = h
+        .rt()
+        .list_container_stats(ListContainerStatsRequest {
+            filter: Some(ContainerStatsFilter {
+                pod_sandbox_id: pod.id.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats;
+    let mut ids: Vec<String> = listed
+        .into_iter()
+        .map(|s| s.attributes.unwrap().id)
+        .collect();
+    ids.sort();
+    let mut want = vec![id, done];
+    want.sort();
+    assert_eq!(ids, want);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_stats_count_network_bytes_and_hold_the_containers() {
+    let h = Harness::start().await;
+    let pod = h.pod("net").await;
+    let app = h
+        .start_container(
+            &pod,
+            container_config(
+                &h,
+                "web",
+                "mkdir -p /www && head -c 100000 /dev/zero > /www/big && exec httpd -f -p 8080 -h /www",
+            ),
+        )
+        .await;
+    let ip = h
+        .rt()
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod.id.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+        .network
+        .unwrap()
+        .ip;
+    let pod_stats = |h: &Harness| {
+        let mut rt = h.rt();
+        let id = pod.id.clone();
+        async move {
+            rt.pod_sandbox_stats(PodSandboxStatsRequest { pod_sandbox_id: id })
+                .await
+                .unwrap()
+                .into_inner()
+                .stats
+                .unwrap()
+        }
+    };
+    let before = pod_stats(&h).await;
+    let tx = |s: &dockercri::proto::PodSandboxStats| {
+        let net = s.linux.as_ref().unwrap().network.as_ref().unwrap();
+        net.default_interface
+            .as_ref()
+            .unwrap()
+            .tx_bytes
+            .unwrap()
+            .value
+    };
+    let mut got = 0;
+    for _ in 0..50 {
+        if let Ok(mut s) = std::net::TcpStream::connect((ip.as_str(), 8080)) {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(b"GET /big HTTP/1.0\r\n\r\n").unwrap();
+            let mut body = Vec::new();
+            let _ = s.read_to_end(&mut body);
+            got = body.len();
+            if got > 100_000 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(got > 100_000, "fetched {got} bytes from {ip}");
+    let after = pod_stats(&h).await;
+    assert!(
+        tx(&after) >= tx(&before) + 100_000,
+        "{} -> {}",
+        tx(&before),
+        tx(&after)
+    );
+    let linux = after.linux.unwrap();
+    assert!(
+        linux
+            .containers
+            .iter()
+            .any(|c| c.attributes.as_ref().unwrap().id == app)
+    );
+    assert!(linux.cpu.unwrap().usage_core_nano_seconds.unwrap().value > 0);
+    assert!(linux.memory.unwrap().working_set_bytes.unwrap().value > 0);
+    assert!(linux.process.unwrap().process_count.unwrap().value >= 2);
+    assert_eq!(after.attributes.unwrap().metadata.unwrap().name, "net");
+}
