@@ -4,36 +4,21 @@
 //! dockercri). Run: `cargo build --release && cargo bench --bench logs`.
 //! Needs dockerd and the test images (`scripts/setup.sh`).
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::ContainerCreateBody;
-use dockercri::proto::runtime_service_client::RuntimeServiceClient;
+use common::{IMAGE, cpu};
 use dockercri::proto::*;
 use futures_util::StreamExt;
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Endpoint, Uri};
 
-const IMAGE: &str = "dockercri-test/busybox:latest";
 const BYTES: u64 = 50 * 1024 * 1024;
 /// 99 characters and a newline per line.
 const SCRIPT: &str = "yes 012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678 | head -c 52428800";
-
-/// CPU time (user + system) a process has used so far.
-fn cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as u64;
-    Duration::from_millis(ticks * 1000 / hz)
-}
 
 fn dockerd_pid() -> u32 {
     std::fs::read_to_string("/var/run/docker.pid")
@@ -65,31 +50,8 @@ async fn docker_only(docker: &Docker) -> Duration {
     used
 }
 
-async fn through_dockercri(binary: &Path, dir: &Path) -> (Duration, Duration, Duration) {
-    let socket = dir.join("cri.sock");
-    let mut child = std::process::Command::new(binary)
-        .args([
-            "--container-runtime-endpoint",
-            &format!("unix://{}", socket.display()),
-        ])
-        .args(["--root-directory", &dir.join("root").display().to_string()])
-        .args(["--log-level", "warn"])
-        .spawn()
-        .expect("dockercri binary");
-    while tokio::net::UnixStream::connect(&socket).await.is_err() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let path = socket.clone();
-    let channel = Endpoint::from_static("http://[::]:50051")
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
-            }
-        }))
-        .await
-        .unwrap();
-    let mut rt = RuntimeServiceClient::new(channel);
+async fn through_dockercri(dir: &Path) -> (Duration, Duration, Duration) {
+    let (mut child, mut rt) = common::start(dir).await;
     let pod = PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
             name: "bench".into(),
@@ -173,9 +135,6 @@ async fn through_dockercri(binary: &Path, dir: &Path) -> (Duration, Duration, Du
 
 #[tokio::main]
 async fn main() {
-    let binary = std::env::var("DOCKERCRI_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/dockercri"));
     let docker = Docker::connect_with_unix_defaults()
         .unwrap()
         .negotiate_version()
@@ -183,7 +142,7 @@ async fn main() {
         .unwrap();
     let dir = tempfile::tempdir_in("/tmp").unwrap();
     let baseline = docker_only(&docker).await;
-    let (ours, dockerd, elapsed) = through_dockercri(&binary, dir.path()).await;
+    let (ours, dockerd, elapsed) = through_dockercri(dir.path()).await;
     println!("50 MB in 100-byte lines ({} lines)", BYTES / 100);
     println!(
         "dockerd writing its json log alone:        {:>8.3} s CPU",
