@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::docker::DockerClient;
 use crate::image::ImageState;
 use crate::logs::LogManager;
+use crate::runtime::events::EventHub;
 use crate::runtime::locks::KeyedLocks;
 use crate::runtime::oom::OomPolicy;
 use crate::runtime::pause::PauseImage;
@@ -42,6 +43,8 @@ pub struct Context {
     stats_facts: Mutex<HashMap<String, Facts>>,
     /// Docker's root directory (the writable layers' filesystem).
     docker_root: tokio::sync::OnceCell<String>,
+    /// Container events for `GetContainerEvents` subscribers.
+    pub events: EventHub,
 }
 
 impl Context {
@@ -65,6 +68,7 @@ impl Context {
             stats: StatsState::default(),
             stats_facts: Mutex::default(),
             docker_root: tokio::sync::OnceCell::new(),
+            events: EventHub::default(),
         }
     }
 

@@ -73,6 +73,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     });
 
     tokio::spawn(streaming.serve(ctx.clone(), stop.clone()));
+    let events = tokio::spawn(crate::runtime::events::watch(ctx.clone()));
     let shutdown = stop.clone();
     let mut serving = tokio::spawn(server::serve(
         bound.listener,
@@ -104,6 +105,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     };
     // Writers flush as they stop; they resume from the files next time.
     ctx.logs.stop_all();
+    events.abort();
     if let Some(file) = &bound.file {
         file.remove();
     }

@@ -235,22 +235,6 @@ async fn without_dockerd_status_is_not_ready_and_calls_are_unavailable() {
     }
 }
 
-/// Forwards every connection on `front` to dockerd's socket: a stand-in
-/// for dockerd coming back at an endpoint that was dead.
-async fn docker_proxy(front: std::path::PathBuf) -> tokio::task::JoinHandle<()> {
-    let _ = std::fs::remove_file(&front);
-    let listener = tokio::net::UnixListener::bind(&front).unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                if let Ok(mut outbound) = tokio::net::UnixStream::connect(DOCKER_SOCKET).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    })
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn reconnects_when_dockerd_comes_back() {
     let dir = tempdir();

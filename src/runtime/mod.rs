@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod container;
+pub mod events;
 pub mod exec;
 pub mod locks;
 pub mod oom;
@@ -412,7 +413,9 @@ impl RuntimeService for Cri {
         &self,
         _req: Request<GetEventsRequest>,
     ) -> Reply<Self::GetContainerEventsStream> {
-        Err(server::not_implemented("GetContainerEvents"))
+        let span = debug_span!("rpc", method = "GetContainerEvents");
+        let work = async { Ok(self.ctx.events.subscribe()) };
+        server::handle(span, work).await
     }
 
     async fn list_metric_descriptors(

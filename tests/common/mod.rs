@@ -330,3 +330,21 @@ pub fn remove_labelled_containers(id: &str) {
     });
     let _ = cleanup.join();
 }
+
+/// Forwards every connection on `front` to dockerd's socket: a stand-in
+/// for dockerd going away and coming back. Aborting the returned task
+/// closes every forwarded connection too, as a dockerd restart would.
+pub async fn docker_proxy(front: std::path::PathBuf) -> tokio::task::JoinHandle<()> {
+    let _ = std::fs::remove_file(&front);
+    let listener = tokio::net::UnixListener::bind(&front).unwrap();
+    tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            connections.spawn(async move {
+                if let Ok(mut outbound) = tokio::net::UnixStream::connect(DOCKER_SOCKET).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    })
+}

@@ -1,0 +1,231 @@
+//! `GetContainerEvents`: Docker's event stream turned into CRI container
+//! events (created, started, stopped, deleted) for pod containers and
+//! sandboxes, each with its pod's sandbox status and container statuses.
+//! One watcher follows Docker (resuming after dockerd restarts, without
+//! gaps or repeats); subscribers each get a bounded queue, so a slow one
+//! only loses its own events (and that is logged).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::models::EventMessage;
+use bollard::query_parameters::EventsOptionsBuilder;
+use futures_util::StreamExt;
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tracing::{debug, warn};
+
+use crate::context::Context;
+use crate::docker::labels;
+use crate::proto::{ContainerEventResponse, ContainerEventType, ContainerFilter};
+use crate::runtime::{container, sandbox};
+use crate::server::BoxStream;
+
+/// Events a subscriber may fall behind by before it loses the oldest.
+pub const SUBSCRIBER_BUFFER: usize = 1024;
+
+/// The fan-out of container events to `GetContainerEvents` subscribers.
+#[derive(Debug)]
+pub struct EventHub {
+    sender: broadcast::Sender<ContainerEventResponse>,
+}
+
+impl Default for EventHub {
+    fn default() -> Self {
+        EventHub {
+            sender: broadcast::channel(SUBSCRIBER_BUFFER).0,
+        }
+    }
+}
+
+impl EventHub {
+    /// A new subscriber's stream, from now on.
+    pub fn subscribe(&self) -> BoxStream<ContainerEventResponse> {
+        let stream = BroadcastStream::new(self.sender.subscribe()).filter_map(|item| async move {
+            match item {
+                Ok(event) => Some(Ok(event)),
+                Err(BroadcastStreamRecvError::Lagged(n)) => {
+                    warn!(
+                        dropped = n,
+                        "a slow GetContainerEvents subscriber lost events"
+                    );
+                    None
+                }
+            }
+        });
+        Box::pin(stream)
+    }
+
+    fn publish(&self, event: ContainerEventResponse) {
+        // No subscriber is fine: nobody is listening.
+        let _ = self.sender.send(event);
+    }
+}
+
+/// The CRI event for a Docker container action, if it is one of the four.
+pub fn event_type(action: &str) -> Option<ContainerEventType> {
+    match action {
+        "create" => Some(ContainerEventType::ContainerCreatedEvent),
+        "start" => Some(ContainerEventType::ContainerStartedEvent),
+        "die" => Some(ContainerEventType::ContainerStoppedEvent),
+        "destroy" => Some(ContainerEventType::ContainerDeletedEvent),
+        _ => None,
+    }
+}
+
+/// The pod sandbox a Docker event is about: the container itself when it
+/// is a sandbox, else its sandbox label. `None` for non-pod containers.
+pub fn pod_of(id: &str, attributes: &HashMap<String, String>) -> Option<String> {
+    match attributes.get(labels::TYPE).map(String::as_str) {
+        Some(labels::TYPE_SANDBOX) => Some(id.to_string()),
+        Some(labels::TYPE_CONTAINER) => attributes.get(labels::SANDBOX_ID).cloned(),
+        _ => None,
+    }
+}
+
+/// Follows Docker's events for as long as dockercri runs.
+pub async fn watch(ctx: Arc<Context>) {
+    let mut last_ns: i64 = 0;
+    loop {
+        let Ok(docker) = ctx.docker.get().await else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let filters = HashMap::from([
+            ("type", vec!["container".to_string()]),
+            (
+                "event",
+                ["create", "start", "die", "destroy"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+        ]);
+        let mut options = EventsOptionsBuilder::default().filters(&filters);
+        let since;
+        if last_ns > 0 {
+            // Replay from the last second seen; what was sent is skipped below.
+            since = (last_ns / 1_000_000_000).to_string();
+            options = options.since(&since);
+        }
+        let mut stream = docker.events(Some(options.build()));
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(message) => {
+                    let ns = message.time_nano.unwrap_or(0);
+                    if ns != 0 && ns <= last_ns {
+                        continue;
+                    }
+                    last_ns = last_ns.max(ns);
+                    if let Some(event) = translate(&ctx, &message).await {
+                        ctx.events.publish(event);
+                    }
+                }
+                Err(e) => {
+                    debug!(error = %e, "docker event stream broke");
+                    break;
+                }
+            }
+        }
+        // dockerd went away: resume when it is back.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn translate(ctx: &Context, message: &EventMessage) -> Option<ContainerEventResponse> {
+    let kind = event_type(message.action.as_deref()?)?;
+    let actor = message.actor.as_ref()?;
+    let id = actor.id.clone()?;
+    let attributes = actor.attributes.clone().unwrap_or_default();
+    let pod = pod_of(&id, &attributes)?;
+    let pod_sandbox_status = match sandbox::status(ctx, &pod, false).await {
+        Ok(r) => r.status,
+        Err(_) => None,
+    };
+    let filter = ContainerFilter {
+        pod_sandbox_id: pod.clone(),
+        ..Default::default()
+    };
+    let mut containers_statuses = Vec::new();
+    for c in container::list(ctx, Some(filter)).await.unwrap_or_default() {
+        if let Ok(r) = container::status(ctx, &c.id, false).await
+            && let Some(s) = r.status
+        {
+            containers_statuses.push(s);
+        }
+    }
+    Some(ContainerEventResponse {
+        container_id: id,
+        container_event_type: kind as i32,
+        created_at: message
+            .time_nano
+            .unwrap_or_else(|| message.time.unwrap_or(0).saturating_mul(1_000_000_000)),
+        pod_sandbox_status,
+        containers_statuses,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_actions_map_to_cri_events() {
+        use ContainerEventType::*;
+        for (action, want) in [
+            ("create", Some(ContainerCreatedEvent)),
+            ("start", Some(ContainerStartedEvent)),
+            ("die", Some(ContainerStoppedEvent)),
+            ("destroy", Some(ContainerDeletedEvent)),
+            ("kill", None),
+            ("exec_start: sh", None),
+        ] {
+            assert_eq!(event_type(action), want, "{action}");
+        }
+    }
+
+    #[test]
+    fn events_belong_to_pods_only() {
+        let attrs = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            pod_of("sb", &attrs(&[(labels::TYPE, labels::TYPE_SANDBOX)])),
+            Some("sb".into())
+        );
+        assert_eq!(
+            pod_of(
+                "c",
+                &attrs(&[
+                    (labels::TYPE, labels::TYPE_CONTAINER),
+                    (labels::SANDBOX_ID, "sb")
+                ])
+            ),
+            Some("sb".into())
+        );
+        assert_eq!(pod_of("x", &attrs(&[("app", "nginx")])), None);
+    }
+
+    #[tokio::test]
+    async fn a_slow_subscriber_loses_only_its_own_events() {
+        let hub = EventHub::default();
+        let mut fast = hub.subscribe();
+        let mut slow = hub.subscribe();
+        let event = |n: i64| ContainerEventResponse {
+            created_at: n,
+            ..Default::default()
+        };
+        for n in 0..(SUBSCRIBER_BUFFER as i64 + 10) {
+            hub.publish(event(n));
+            // The fast one keeps up.
+            assert_eq!(fast.next().await.unwrap().unwrap().created_at, n);
+        }
+        // The slow one skipped the oldest and goes on with what is left.
+        let first = slow.next().await.unwrap().unwrap().created_at;
+        assert_eq!(first, 10);
+    }
+}

@@ -1,0 +1,124 @@
+//! GetContainerEvents: created → started → stopped → deleted, in order, to
+//! two subscribers at once, and on after dockerd goes away and comes back.
+
+mod common;
+
+use std::time::Duration;
+
+use common::pods::*;
+use common::*;
+use dockercri::proto::{
+    ContainerEventResponse, ContainerEventType, GetEventsRequest, RemoveContainerRequest,
+    StopContainerRequest,
+};
+use tonic::Streaming;
+
+async fn subscribe(h: &Harness) -> Streaming<ContainerEventResponse> {
+    h.rt()
+        .get_container_events(GetEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The next `n` events about `id` (others' events are skipped).
+async fn events_for(
+    stream: &mut Streaming<ContainerEventResponse>,
+    id: &str,
+    n: usize,
+) -> Vec<ContainerEventResponse> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let next = tokio::time::timeout(Duration::from_secs(20), stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("no event for {id} after {got:?}"))
+            .unwrap()
+            .expect("stream open");
+        if next.container_id == id {
+            got.push(next);
+        }
+    }
+    got
+}
+
+fn kinds(events: &[ContainerEventResponse]) -> Vec<ContainerEventType> {
+    events.iter().map(|e| e.container_event_type()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lifecycle_reaches_two_subscribers_in_order() {
+    let h = Harness::start().await;
+    let pod = h.pod("events").await;
+    let mut first = subscribe(&h).await;
+    let mut second = subscribe(&h).await;
+    let id = h
+        .start_container(&pod, container_config(&h, "ev", "exec sleep 600"))
+        .await;
+    h.rt()
+        .stop_container(StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+    h.rt()
+        .remove_container(RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    use ContainerEventType::*;
+    let want = [
+        ContainerCreatedEvent,
+        ContainerStartedEvent,
+        ContainerStoppedEvent,
+        ContainerDeletedEvent,
+    ];
+    for stream in [&mut first, &mut second] {
+        let events = events_for(stream, &id, 4).await;
+        assert_eq!(kinds(&events), want);
+        for pair in events.windows(2) {
+            assert!(pair[0].created_at <= pair[1].created_at);
+        }
+        let started = &events[1];
+        assert_eq!(started.pod_sandbox_status.as_ref().unwrap().id, pod.id);
+        assert!(started.containers_statuses.iter().any(|s| s.id == id));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_watch_resumes_after_dockerd_comes_back() {
+    let dir = tempdir();
+    let endpoint = dir.path().join("docker.sock");
+    let proxy = docker_proxy(endpoint.clone()).await;
+    let flag = format!("unix://{}", endpoint.display());
+    let h = Harness::start_with(&["--docker-endpoint", &flag]).await;
+    let pod = h.pod("resume").await;
+    let mut events = subscribe(&h).await;
+    let id = h
+        .start_container(&pod, container_config(&h, "ev", "exec sleep 600"))
+        .await;
+    use ContainerEventType::*;
+    assert_eq!(
+        kinds(&events_for(&mut events, &id, 2).await),
+        [ContainerCreatedEvent, ContainerStartedEvent]
+    );
+
+    // dockerd "goes away"; the container stops meanwhile; dockerd comes back.
+    proxy.abort();
+    let _ = proxy.await;
+    docker()
+        .await
+        .stop_container(
+            &id,
+            Some(bollard::query_parameters::StopContainerOptions {
+                t: Some(0),
+                signal: None,
+            }),
+        )
+        .await
+        .unwrap();
+    let _proxy = docker_proxy(endpoint.clone()).await;
+    let stopped = events_for(&mut events, &id, 1).await;
+    assert_eq!(kinds(&stopped), [ContainerStoppedEvent]);
+}
