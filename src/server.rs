@@ -46,7 +46,12 @@ where
                     Code::InvalidArgument | Code::FailedPrecondition | Code::AlreadyExists => {
                         tracing::info!(error = status.message(), "rpc refused")
                     }
-                    Code::Unavailable => tracing::warn!(error = status.message(), "rpc failed"),
+                    Code::Unavailable
+                    | Code::Unauthenticated
+                    | Code::DeadlineExceeded
+                    | Code::ResourceExhausted => {
+                        tracing::warn!(error = status.message(), "rpc failed")
+                    }
                     _ => tracing::error!(error = status.message(), "rpc failed"),
                 }
                 Err(status)

@@ -53,6 +53,14 @@ pub fn from_docker(
     (labels, annotations)
 }
 
+/// Docker `label=` filters for objects of type `kind` (sandbox or
+/// container) that carry every pair of a CRI label selector.
+pub fn filters(kind: &str, selector: &HashMap<String, String>) -> Vec<String> {
+    std::iter::once(format!("{TYPE}={kind}"))
+        .chain(selector.iter().map(|(k, v)| format!("{k}={v}")))
+        .collect()
+}
+
 /// True when every `selector` pair is among the CRI labels.
 pub fn matches_selector(
     labels: &HashMap<String, String>,

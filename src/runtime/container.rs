@@ -252,13 +252,7 @@ pub fn parse_process_user(text: &str) -> Option<ContainerUser> {
 /// `ListContainers` with every filter applied; only pod containers.
 pub async fn list(ctx: &Context, filter: Option<ContainerFilter>) -> Result<Vec<Container>> {
     let filter = filter.unwrap_or_default();
-    let mut wanted = vec![format!("{}={}", labels::TYPE, labels::TYPE_CONTAINER)];
-    wanted.extend(
-        filter
-            .label_selector
-            .iter()
-            .map(|(k, v)| format!("{k}={v}")),
-    );
+    let wanted = labels::filters(labels::TYPE_CONTAINER, &filter.label_selector);
     let containers = ctx.docker.list_containers(&wanted).await?;
     Ok(containers
         .iter()

@@ -406,13 +406,7 @@ fn resources_json(r: &LinuxContainerResources) -> serde_json::Value {
 /// `ListPodSandbox` with every filter applied.
 pub async fn list(ctx: &Context, filter: Option<PodSandboxFilter>) -> Result<Vec<PodSandbox>> {
     let filter = filter.unwrap_or_default();
-    let mut wanted = vec![format!("{}={}", labels::TYPE, labels::TYPE_SANDBOX)];
-    wanted.extend(
-        filter
-            .label_selector
-            .iter()
-            .map(|(k, v)| format!("{k}={v}")),
-    );
+    let wanted = labels::filters(labels::TYPE_SANDBOX, &filter.label_selector);
     let containers = ctx.docker.list_containers(&wanted).await?;
     Ok(containers
         .iter()

@@ -92,8 +92,7 @@ async fn containers(
     ctx: &Context,
     selector: &HashMap<String, String>,
 ) -> Result<Vec<ContainerSummary>> {
-    let mut wanted = vec![format!("{}={}", labels::TYPE, labels::TYPE_CONTAINER)];
-    wanted.extend(selector.iter().map(|(k, v)| format!("{k}={v}")));
+    let wanted = labels::filters(labels::TYPE_CONTAINER, selector);
     ctx.docker.list_containers(&wanted).await
 }
 
@@ -155,13 +154,7 @@ pub async fn list_pods(
     filter: Option<PodSandboxStatsFilter>,
 ) -> Result<Vec<PodSandboxStats>> {
     let filter = filter.unwrap_or_default();
-    let mut wanted = vec![format!("{}={}", labels::TYPE, labels::TYPE_SANDBOX)];
-    wanted.extend(
-        filter
-            .label_selector
-            .iter()
-            .map(|(k, v)| format!("{k}={v}")),
-    );
+    let wanted = labels::filters(labels::TYPE_SANDBOX, &filter.label_selector);
     let sandboxes = ctx.docker.list_containers(&wanted).await?;
     let app = containers(ctx, &HashMap::new()).await?;
     let mut out = Vec::new();
