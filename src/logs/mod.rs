@@ -32,7 +32,6 @@ struct Handle {
 }
 
 /// The log writers of all containers.
-#[derive(Default)]
 pub struct LogManager {
     writers: Arc<Mutex<HashMap<String, Handle>>>,
     positions: PathBuf,

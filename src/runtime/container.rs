@@ -99,12 +99,13 @@ async fn create_named(ctx: &Context, name: &str, body: ContainerCreateBody) -> R
         .map_err(|e| ctx.docker.classify(e, "container", name))
 }
 
+/// A random suffix for a name in use (the kernel's randomness; a clock
+/// would collide when two creates race).
 fn rand_suffix() -> u32 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    nanos ^ std::process::id().rotate_left(16)
+    let mut bytes = [0u8; 4];
+    // Should the kernel refuse, any suffix still beats failing the create.
+    let _ = getrandom::fill(&mut bytes);
+    u32::from_ne_bytes(bytes)
 }
 
 /// An app container by id; `NOT_FOUND` for sandboxes and strangers.
