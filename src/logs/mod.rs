@@ -50,7 +50,6 @@ impl std::fmt::Debug for LogManager {
 pub struct Target {
     pub container_id: String,
     pub path: PathBuf,
-    pub tty: bool,
 }
 
 impl LogManager {

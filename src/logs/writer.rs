@@ -104,8 +104,11 @@ struct Output {
     file: BufWriter<File>,
     path: PathBuf,
     position: Position,
-    /// Records at `position.ns` still to skip (already written before).
-    skip: usize,
+    /// While Docker replays from a second we had reached: the point up to
+    /// which its messages were already written. Cleared at the first newer
+    /// message. Outside a replay nothing is skipped, since stdout and stderr
+    /// are stamped by separate readers and may arrive slightly out of order.
+    replay: Option<Position>,
     scratch: Vec<u8>,
     dirty: bool,
 }
@@ -118,12 +121,16 @@ impl Output {
         };
         let ns = rfc3339_to_ns(ts);
         let records = format::record_count(content, MAX_RECORD);
-        if ns < self.position.ns {
-            return;
-        }
-        if ns == self.position.ns && self.skip > 0 {
-            self.skip = self.skip.saturating_sub(records);
-            return;
+        if let Some(mut upto) = self.replay {
+            if ns < upto.ns {
+                return;
+            }
+            if ns == upto.ns && upto.records > 0 {
+                upto.records = upto.records.saturating_sub(records);
+                self.replay = Some(upto);
+                return;
+            }
+            self.replay = None;
         }
         self.scratch.clear();
         format::encode(ts, stream, content, MAX_RECORD, &mut self.scratch);
@@ -165,7 +172,7 @@ pub async fn run(
         file: BufWriter::with_capacity(64 * 1024, file),
         path: target.path.clone(),
         position,
-        skip: position.records,
+        replay: None,
         scratch: Vec::with_capacity(MAX_RECORD + 128),
         dirty: false,
     };
@@ -186,7 +193,7 @@ pub async fn run(
             let secs = out.position.ns / 1_000_000_000;
             options = options.since(i32::try_from(secs).unwrap_or(i32::MAX));
         }
-        out.skip = out.position.records;
+        out.replay = (out.position.ns > 0).then_some(out.position);
         let mut stream = client.logs(&id, Some(options.build()));
         let mut tty_line: Vec<u8> = Vec::new();
         let mut flush_at = Instant::now();
@@ -237,10 +244,6 @@ pub async fn run(
         }
         // dockerd went away (or the stream broke): resume after a pause.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        if target.tty {
-            // A raw TTY stream cannot be resumed mid-line; start at the next message.
-            out.skip = 0;
-        }
     }
 }
 
@@ -265,7 +268,7 @@ mod tests {
             file: BufWriter::new(open(&path).unwrap()),
             path: path.clone(),
             position: Position::default(),
-            skip: 0,
+            replay: None,
             scratch: vec![],
             dirty: false,
         };
@@ -281,7 +284,7 @@ mod tests {
             file: BufWriter::new(open(&path).unwrap()),
             path: path.clone(),
             position: pos,
-            skip: pos.records,
+            replay: Some(pos),
             scratch: vec![],
             dirty: false,
         };
@@ -301,6 +304,26 @@ mod tests {
             .collect();
         assert_eq!(contents, ["one", "two", "three", "four"]);
         assert!(text.contains(" stderr F two\n"));
+    }
+
+    #[test]
+    fn out_of_order_streams_are_all_written_outside_a_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c/0.log");
+        let mut out = Output {
+            file: BufWriter::new(open(&path).unwrap()),
+            path: path.clone(),
+            position: Position::default(),
+            replay: None,
+            scratch: vec![],
+            dirty: false,
+        };
+        // stderr's reader stamped its line a little before stdout's.
+        out.message(Stream::Stdout, b"2026-01-01T00:00:02.000000000Z out\n");
+        out.message(Stream::Stderr, b"2026-01-01T00:00:01.900000000Z err\n");
+        out.flush();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(" stderr F err\n"), "{text}");
     }
 
     #[test]

@@ -145,11 +145,9 @@ pub async fn start(ctx: &Context, id: &str) -> Result<()> {
         }
     }
     if let Some(path) = log_label(&c) {
-        let tty = c.config.as_ref().and_then(|cfg| cfg.tty).unwrap_or(false);
         let target = Target {
             container_id: full_id.clone(),
             path: path.into(),
-            tty,
         };
         ctx.logs.start(ctx.docker.clone(), target, true)?;
     }
@@ -363,18 +361,9 @@ pub async fn resume_logs(ctx: &Context) -> Result<()> {
         if !running && c.state != Some(bollard::models::ContainerSummaryStateEnum::EXITED) {
             continue;
         }
-        let Some(inspect) = ctx.docker.inspect_container(&id, "container").await? else {
-            continue;
-        };
-        let tty = inspect
-            .config
-            .as_ref()
-            .and_then(|cfg| cfg.tty)
-            .unwrap_or(false);
         let target = Target {
             container_id: id,
             path: path.into(),
-            tty,
         };
         if let Err(e) = ctx.logs.start(ctx.docker.clone(), target, running) {
             warn!(error = %e, "cannot resume a container log");
