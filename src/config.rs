@@ -80,6 +80,10 @@ pub struct Flags {
     /// How long in-flight calls may run after SIGTERM before dockercri exits.
     #[arg(long, value_name = "DURATION")]
     pub shutdown_grace_period: Option<String>,
+    /// How often the container index is compared with Docker's list, to
+    /// heal events it missed (e.g. 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub index_resync_period: Option<String>,
 }
 
 /// The config file: the same keys as the flags. Unknown keys are an error so
@@ -103,6 +107,7 @@ struct FileConfig {
     image_pull_progress_deadline: Option<String>,
     restrict_oom_score_adj: Option<bool>,
     shutdown_grace_period: Option<String>,
+    index_resync_period: Option<String>,
 }
 
 /// Where the CRI server listens.
@@ -151,6 +156,7 @@ pub struct Config {
     /// `None`: detect at start-up whether the host allows lowering it.
     pub restrict_oom_score_adj: Option<bool>,
     pub shutdown_grace_period: Duration,
+    pub index_resync_period: Duration,
 }
 
 /// Why the command line or config file was refused.
@@ -275,6 +281,20 @@ impl Config {
             .shutdown_grace_period
             .or(file.shutdown_grace_period)
             .unwrap_or_else(|| "10s".into());
+        let resync = flags
+            .index_resync_period
+            .or(file.index_resync_period)
+            .unwrap_or_else(|| "30s".into());
+        let index_resync_period = parse_duration(&resync)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                invalid(
+                    "index-resync-period",
+                    &resync,
+                    "expected a duration above zero, e.g. 30s",
+                )
+            })?;
         Ok(Config {
             listen: parse_listen(&endpoint)?,
             docker: parse_docker_endpoint(&docker)?,
@@ -322,6 +342,7 @@ impl Config {
             restrict_oom_score_adj: flags.restrict_oom_score_adj.or(file.restrict_oom_score_adj),
             shutdown_grace_period: parse_duration(&grace)
                 .map_err(|why| invalid("shutdown-grace-period", &grace, why))?,
+            index_resync_period,
         })
     }
 }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::config::Config;
 use crate::docker::DockerClient;
 use crate::image::ImageState;
+use crate::index::Index;
 use crate::logs::LogManager;
 use crate::runtime::events::EventHub;
 use crate::runtime::locks::KeyedLocks;
@@ -45,6 +46,8 @@ pub struct Context {
     docker_root: tokio::sync::OnceCell<String>,
     /// Container events for `GetContainerEvents` subscribers.
     pub events: EventHub,
+    /// Our sandboxes and containers, kept from Docker's events.
+    pub index: Index,
 }
 
 impl Context {
@@ -55,6 +58,7 @@ impl Context {
             &config.root_directory,
         ));
         let oom = OomPolicy::new(config.restrict_oom_score_adj);
+        let index = Index::new(config.root_directory.clone());
         Context {
             config,
             docker,
@@ -69,6 +73,7 @@ impl Context {
             stats_facts: Mutex::default(),
             docker_root: tokio::sync::OnceCell::new(),
             events: EventHub::default(),
+            index,
         }
     }
 

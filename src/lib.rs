@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod docker;
 pub mod error;
 pub mod image;
+pub mod index;
 pub mod listener;
 pub mod logs;
 pub mod runtime;

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use bollard::models::{ContainerCreateBody, ContainerUpdateBody};
 use tracing::{debug, info, warn};
@@ -10,6 +11,7 @@ use crate::context::Context;
 use crate::docker::container_body::{self, ContainerInputs};
 use crate::docker::{container_status, labels, naming};
 use crate::error::{Error, Result};
+use crate::index::{Entry, View};
 use crate::logs::Target;
 use crate::proto::{
     Container, ContainerConfig, ContainerFilter, ContainerStatusResponse, ContainerUser,
@@ -30,15 +32,16 @@ pub async fn create(
     let pod = sandbox::find(ctx, sandbox_id)
         .await?
         .ok_or_else(|| Error::not_found("pod sandbox", sandbox_id))?;
-    let pod_id = pod.id.clone().unwrap_or_default();
-    let saved = checkpoint::load(&ctx.config.root_directory, &pod_id);
-    let pod_config = sandbox_config
-        .or_else(|| saved.and_then(|c| c.config))
-        .unwrap_or_default();
+    let pod_id = pod.id().to_string();
+    let saved = match &pod.view {
+        View::Sandbox { checkpoint, .. } => checkpoint.as_ref().and_then(|c| c.config.clone()),
+        View::Container { .. } => None,
+    };
+    let pod_config = sandbox_config.or(saved).unwrap_or_default();
     let pod_meta = pod_config
         .metadata
         .clone()
-        .or_else(|| naming::parse_sandbox_name(pod.name.as_deref().unwrap_or_default()))
+        .or_else(|| naming::parse_sandbox_name(pod.inspect.name.as_deref().unwrap_or_default()))
         .ok_or_else(|| Error::not_found("pod sandbox", sandbox_id))?;
 
     let sc = config
@@ -92,11 +95,13 @@ async fn create_named(ctx: &Context, name: &str, body: ContainerCreateBody) -> R
     let options = bollard::query_parameters::CreateContainerOptionsBuilder::default()
         .name(name)
         .build();
-    docker
+    let id = docker
         .create_container(Some(options), body)
         .await
         .map(|r| r.id)
-        .map_err(|e| ctx.docker.classify(e, "container", name))
+        .map_err(|e| ctx.docker.classify(e, "container", name))?;
+    ctx.index.invalidate(&id);
+    Ok(id)
 }
 
 /// A random suffix for a name in use (the kernel's randomness; a clock
@@ -109,17 +114,12 @@ fn rand_suffix() -> u32 {
 }
 
 /// An app container by id; `NOT_FOUND` for sandboxes and strangers.
-pub(crate) async fn find(
-    ctx: &Context,
-    id: &str,
-) -> Result<Option<bollard::models::ContainerInspectResponse>> {
+pub(crate) async fn find(ctx: &Context, id: &str) -> Result<Option<Arc<Entry>>> {
     if id.is_empty() {
         return Err(Error::invalid("container_id", "must not be empty"));
     }
-    let found = ctx.docker.inspect_container(id, "container").await?;
-    Ok(found.filter(|c| {
-        container_status::is_container(c.config.as_ref().and_then(|c| c.labels.as_ref()))
-    }))
+    let found = ctx.index.get(&ctx.docker, id).await?;
+    Ok(found.filter(|e| !e.is_sandbox()))
 }
 
 /// `StartContainer`, then starts writing its CRI log at kubelet's path.
@@ -127,9 +127,11 @@ pub async fn start(ctx: &Context, id: &str) -> Result<()> {
     let c = find(ctx, id)
         .await?
         .ok_or_else(|| Error::not_found("container", id))?;
-    let full_id = c.id.clone().unwrap_or_default();
+    let full_id = c.id().to_string();
     let docker = ctx.docker.get().await?;
-    match docker.start_container(&full_id, None).await {
+    let started = docker.start_container(&full_id, None).await;
+    ctx.index.invalidate(&full_id);
+    match started {
         Ok(()) => {}
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 304, ..
@@ -156,8 +158,9 @@ pub async fn start(ctx: &Context, id: &str) -> Result<()> {
 }
 
 /// Kubelet's log path of a container, from its label.
-fn log_label(c: &bollard::models::ContainerInspectResponse) -> Option<String> {
-    c.config
+fn log_label(c: &Entry) -> Option<String> {
+    c.inspect
+        .config
         .as_ref()
         .and_then(|cfg| cfg.labels.as_ref())
         .and_then(|l| l.get(labels::LOG_PATH))
@@ -170,8 +173,10 @@ pub async fn stop(ctx: &Context, id: &str, timeout: i64) -> Result<()> {
     let Some(c) = find(ctx, id).await? else {
         return Ok(());
     };
-    let full_id = c.id.unwrap_or_default();
-    ctx.docker.stop_container(&full_id, timeout).await?;
+    let full_id = c.id().to_string();
+    let stopped = ctx.docker.stop_container(&full_id, timeout).await;
+    ctx.index.invalidate(&full_id);
+    stopped?;
     info!(container = %full_id, timeout, "container stopped");
     Ok(())
 }
@@ -181,8 +186,10 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
     let Some(c) = find(ctx, id).await? else {
         return Ok(());
     };
-    let full_id = c.id.clone().unwrap_or_default();
-    ctx.docker.remove_container(&full_id).await?;
+    let full_id = c.id().to_string();
+    let removed = ctx.docker.remove_container(&full_id).await;
+    ctx.index.invalidate(&full_id);
+    removed?;
     let log = log_label(&c);
     ctx.logs.remove(&full_id, log.as_deref().map(Path::new));
     info!(container = %full_id, "container removed");
@@ -194,12 +201,18 @@ pub async fn status(ctx: &Context, id: &str, verbose: bool) -> Result<ContainerS
     let c = find(ctx, id)
         .await?
         .ok_or_else(|| Error::not_found("container", id))?;
-    let pid = c.state.as_ref().and_then(|s| s.pid).filter(|p| *p > 0);
-    let user = pid.and_then(process_user);
-    let status =
-        container_status::status(&c, user).ok_or_else(|| Error::not_found("container", id))?;
+    let View::Container { status, .. } = &c.view else {
+        return Err(Error::not_found("container", id));
+    };
+    let pid = c
+        .inspect
+        .state
+        .as_ref()
+        .and_then(|s| s.pid)
+        .filter(|p| *p > 0);
     let mut info = HashMap::new();
     if verbose {
+        let c = &c.inspect;
         let v = serde_json::json!({
             "pid": pid,
             "sandboxID": c.config.as_ref().and_then(|cfg| cfg.labels.as_ref()).and_then(|l| l.get(labels::SANDBOX_ID)),
@@ -216,13 +229,13 @@ pub async fn status(ctx: &Context, id: &str, verbose: bool) -> Result<ContainerS
         info.insert("info".to_string(), v.to_string());
     }
     Ok(ContainerStatusResponse {
-        status: Some(status),
+        status: Some(status.clone()),
         info,
     })
 }
 
 /// uid, gid and groups of a running process, from `/proc/<pid>/status`.
-fn process_user(pid: i64) -> Option<ContainerUser> {
+pub(crate) fn process_user(pid: i64) -> Option<ContainerUser> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     parse_process_user(&text)
 }
@@ -251,15 +264,27 @@ pub fn parse_process_user(text: &str) -> Option<ContainerUser> {
 /// `ListContainers` with every filter applied; only pod containers.
 pub async fn list(ctx: &Context, filter: Option<ContainerFilter>) -> Result<Vec<Container>> {
     let filter = filter.unwrap_or_default();
-    let wanted = labels::filters(labels::TYPE_CONTAINER, &filter.label_selector);
-    let containers = ctx.docker.list_containers(&wanted).await?;
+    let wanted = |c: &Container| {
+        c.id.starts_with(&filter.id)
+            && c.pod_sandbox_id.starts_with(&filter.pod_sandbox_id)
+            && filter.state.as_ref().is_none_or(|v| v.state == c.state)
+            && labels::matches_selector(&c.labels, &filter.label_selector)
+    };
+    if let Some(all) = ctx.index.snapshot(&ctx.docker).await? {
+        return Ok(all
+            .iter()
+            .filter_map(|e| match &e.view {
+                View::Container { item, .. } if wanted(item) => Some(item.clone()),
+                _ => None,
+            })
+            .collect());
+    }
+    let selector = labels::filters(labels::TYPE_CONTAINER, &filter.label_selector);
+    let containers = ctx.docker.list_containers(&selector).await?;
     Ok(containers
         .iter()
         .filter_map(container_status::from_summary)
-        .filter(|c| c.id.starts_with(&filter.id))
-        .filter(|c| c.pod_sandbox_id.starts_with(&filter.pod_sandbox_id))
-        .filter(|c| filter.state.as_ref().is_none_or(|v| v.state == c.state))
-        .filter(|c| labels::matches_selector(&c.labels, &filter.label_selector))
+        .filter(|c| wanted(c))
         .collect())
 }
 
@@ -273,11 +298,11 @@ pub async fn update_resources(
     let c = find(ctx, id)
         .await?
         .ok_or_else(|| Error::not_found("container", id))?;
-    let full_id = c.id.clone().unwrap_or_default();
+    let full_id = c.id().to_string();
     let Some(wanted) = linux else {
         return Ok(());
     };
-    let current = c.host_config.clone().unwrap_or_default();
+    let current = c.inspect.host_config.clone().unwrap_or_default();
     let mut host = bollard::models::HostConfig::default();
     container_body::resources(&wanted, ctx.oom, &mut host)?;
     if host.oom_score_adj.is_some() && host.oom_score_adj != current.oom_score_adj {
@@ -303,16 +328,15 @@ pub async fn update_resources(
         ..Default::default()
     };
     let docker = ctx.docker.get().await?;
-    docker
-        .update_container(&full_id, update)
-        .await
-        .map_err(|e| match ctx.docker.classify(e, "container", id) {
-            Error::Docker { source, .. } => Error::invalid(
-                "linux",
-                format!("Docker Engine refused the update: {source}"),
-            ),
-            other => other,
-        })?;
+    let updated = docker.update_container(&full_id, update).await;
+    ctx.index.invalidate(&full_id);
+    updated.map_err(|e| match ctx.docker.classify(e, "container", id) {
+        Error::Docker { source, .. } => Error::invalid(
+            "linux",
+            format!("Docker Engine refused the update: {source}"),
+        ),
+        other => other,
+    })?;
     debug!(container = %full_id, "container resources updated");
     Ok(())
 }
@@ -322,8 +346,8 @@ pub async fn reopen_log(ctx: &Context, id: &str) -> Result<()> {
     let c = find(ctx, id)
         .await?
         .ok_or_else(|| Error::not_found("container", id))?;
-    let full_id = c.id.clone().unwrap_or_default();
-    if c.state.as_ref().and_then(|s| s.running) != Some(true) {
+    let full_id = c.id().to_string();
+    if !c.running() {
         return Err(Error::FailedPrecondition {
             what: format!("container {id:?}"),
             why: "is not running: there is no log being written to reopen".into(),

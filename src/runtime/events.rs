@@ -6,16 +6,13 @@
 //! only loses its own events (and that is logged).
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 use bollard::models::EventMessage;
-use bollard::query_parameters::EventsOptionsBuilder;
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use crate::context::Context;
 use crate::docker::labels;
@@ -58,7 +55,12 @@ impl EventHub {
         Box::pin(stream)
     }
 
-    fn publish(&self, event: ContainerEventResponse) {
+    /// Whether anyone listens (events are not built for nobody).
+    pub fn has_subscribers(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
+
+    pub(crate) fn publish(&self, event: ContainerEventResponse) {
         // No subscriber is fine: nobody is listening.
         let _ = self.sender.send(event);
     }
@@ -85,55 +87,12 @@ pub fn pod_of(id: &str, attributes: &HashMap<String, String>) -> Option<String> 
     }
 }
 
-/// Follows Docker's events for as long as dockercri runs.
-pub async fn watch(ctx: Arc<Context>) {
-    let mut last_ns: i64 = 0;
-    loop {
-        let Ok(docker) = ctx.docker.get().await else {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        };
-        let filters = HashMap::from([
-            ("type", vec!["container".to_string()]),
-            (
-                "event",
-                ["create", "start", "die", "destroy"]
-                    .map(String::from)
-                    .to_vec(),
-            ),
-        ]);
-        let mut options = EventsOptionsBuilder::default().filters(&filters);
-        let since;
-        if last_ns > 0 {
-            // Replay from the last second seen; what was sent is skipped below.
-            since = (last_ns / 1_000_000_000).to_string();
-            options = options.since(&since);
-        }
-        let mut stream = docker.events(Some(options.build()));
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(message) => {
-                    let ns = message.time_nano.unwrap_or(0);
-                    if ns != 0 && ns <= last_ns {
-                        continue;
-                    }
-                    last_ns = last_ns.max(ns);
-                    if let Some(event) = translate(&ctx, &message).await {
-                        ctx.events.publish(event);
-                    }
-                }
-                Err(e) => {
-                    debug!(error = %e, "docker event stream broke");
-                    break;
-                }
-            }
-        }
-        // dockerd went away: resume when it is back.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-async fn translate(ctx: &Context, message: &EventMessage) -> Option<ContainerEventResponse> {
+/// The CRI event for a Docker event about a pod container, with the pod's
+/// status and its containers' statuses (read from the index).
+pub(crate) async fn translate(
+    ctx: &Context,
+    message: &EventMessage,
+) -> Option<ContainerEventResponse> {
     let kind = event_type(message.action.as_deref()?)?;
     let actor = message.actor.as_ref()?;
     let id = actor.id.clone()?;

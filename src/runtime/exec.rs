@@ -2,15 +2,16 @@
 //! validate the request, park it under a single-use token and answer the
 //! streaming server's URL (the streams themselves are `crate::streaming`'s).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bollard::models::ContainerInspectResponse;
 use futures_util::StreamExt;
 use tracing::{debug, warn};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::index::Entry;
 use crate::proto::{AttachRequest, ExecRequest, ExecSyncResponse, PortForwardRequest};
 use crate::runtime::{container, sandbox};
 use crate::streaming::tokens::Pending;
@@ -36,7 +37,7 @@ pub async fn exec_sync(
         return Err(Error::invalid("cmd", "must not be empty"));
     }
     let c = running_container(ctx, id).await?;
-    let full_id = c.id.unwrap_or_default();
+    let full_id = c.id().to_string();
     let docker = ctx.docker.get().await?;
     let options = CreateExecOptions {
         attach_stdout: Some(true),
@@ -196,11 +197,11 @@ fn parent_of(stat: &str) -> Option<i32> {
 }
 
 /// The app container `id`, which must be running.
-async fn running_container(ctx: &Context, id: &str) -> Result<ContainerInspectResponse> {
+async fn running_container(ctx: &Context, id: &str) -> Result<Arc<Entry>> {
     let c = container::find(ctx, id)
         .await?
         .ok_or_else(|| Error::not_found("container", id))?;
-    if !c.state.as_ref().and_then(|s| s.running).unwrap_or(false) {
+    if !c.running() {
         return Err(Error::FailedPrecondition {
             what: format!("container {id}"),
             why: "is not running".into(),
@@ -249,7 +250,7 @@ pub async fn port_forward(ctx: &Context, req: PortForwardRequest) -> Result<Stri
     let pod = sandbox::find(ctx, &req.pod_sandbox_id)
         .await?
         .ok_or_else(|| Error::not_found("pod sandbox", &req.pod_sandbox_id))?;
-    if !pod.state.as_ref().and_then(|s| s.running).unwrap_or(false) {
+    if !pod.running() {
         return Err(Error::FailedPrecondition {
             what: format!("pod sandbox {}", req.pod_sandbox_id),
             why: "is not running".into(),

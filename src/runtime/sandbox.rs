@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use futures_util::future::join_all;
 use tracing::{debug, info, warn};
@@ -13,6 +14,7 @@ use crate::context::Context;
 use crate::docker::sandbox_body::{self, PodNetwork, SANDBOX_OOM_SCORE_ADJ, SandboxInputs};
 use crate::docker::{labels, sandbox_status, time};
 use crate::error::{Error, Result};
+use crate::index::{Entry, View};
 use crate::proto::{
     LinuxContainerResources, PodSandbox, PodSandboxConfig, PodSandboxFilter,
     PodSandboxStatusResponse, SecurityProfile,
@@ -35,10 +37,11 @@ struct Undo {
 
 impl Undo {
     async fn run(self, ctx: &Context) {
-        if let Some(id) = &self.container
-            && let Err(e) = ctx.docker.remove_container(id).await
-        {
-            warn!(sandbox = %id, error = %e, "cannot remove the half-made sandbox");
+        if let Some(id) = &self.container {
+            if let Err(e) = ctx.docker.remove_container(id).await {
+                warn!(sandbox = %id, error = %e, "cannot remove the half-made sandbox");
+            }
+            ctx.index.invalidate(id);
         }
         if let Some(id) = &self.checkpoint {
             let _ = checkpoint::remove(&ctx.config.root_directory, id);
@@ -120,6 +123,7 @@ async fn create_and_start(
             other => other,
         })?;
     let id = created.id;
+    ctx.index.invalidate(&id);
     undo.container = Some(id.clone());
 
     undo.checkpoint = Some(id.clone());
@@ -133,17 +137,17 @@ async fn create_and_start(
         },
     )?;
 
-    docker
-        .start_container(&id, None)
-        .await
-        .map_err(|e| ctx.docker.classify(e, "pod sandbox", name))?;
-    let inspect = ctx
-        .docker
-        .inspect_container(&id, "pod sandbox")
+    let started = docker.start_container(&id, None).await;
+    ctx.index.invalidate(&id);
+    started.map_err(|e| ctx.docker.classify(e, "pod sandbox", name))?;
+    // Inspecting through the index records the running sandbox in it.
+    let sandbox = ctx
+        .index
+        .refresh(&ctx.docker, &id)
         .await?
         .ok_or_else(|| Error::not_found("pod sandbox", name))?;
-    let state = inspect.state.unwrap_or_default();
-    if state.running != Some(true) {
+    if !sandbox.running() {
+        let state = sandbox.inspect.state.clone().unwrap_or_default();
         return Err(Error::FailedPrecondition {
             what: format!("pod sandbox {name:?}"),
             why: format!(
@@ -188,7 +192,9 @@ async fn reuse_existing(ctx: &Context, name: &str) -> Result<Option<String>> {
         return Ok(Some(id));
     }
     info!(container = %id, name, "removing a dead container in the way of the sandbox name");
-    ctx.docker.remove_container(&id).await?;
+    let removed = ctx.docker.remove_container(&id).await;
+    ctx.index.invalidate(&id);
+    removed?;
     let _ = checkpoint::remove(&ctx.config.root_directory, &id);
     Ok(None)
 }
@@ -250,19 +256,17 @@ pub(crate) fn read_seccomp_profile(
 }
 
 /// The sandbox with this id, if there is one (any other container is not).
-pub(crate) async fn find(
-    ctx: &Context,
-    id: &str,
-) -> Result<Option<bollard::models::ContainerInspectResponse>> {
+pub(crate) async fn find(ctx: &Context, id: &str) -> Result<Option<Arc<Entry>>> {
     if id.is_empty() {
         return Err(Error::invalid("pod_sandbox_id", "must not be empty"));
     }
-    let found = ctx.docker.inspect_container(id, "pod sandbox").await?;
-    Ok(found
-        .filter(|c| sandbox_status::is_sandbox(c.config.as_ref().and_then(|c| c.labels.as_ref()))))
+    let found = ctx.index.get(&ctx.docker, id).await?;
+    Ok(found.filter(|e| e.is_sandbox()))
 }
 
-/// The containers of sandbox `id` (running or not).
+/// The containers of sandbox `id` (running or not). Docker is asked, not
+/// the index: a stop or remove must also take what joined the pod without
+/// dockercri (anything labelled with the sandbox).
 async fn members(ctx: &Context, id: &str) -> Result<Vec<String>> {
     let containers = ctx
         .docker
@@ -271,8 +275,27 @@ async fn members(ctx: &Context, id: &str) -> Result<Vec<String>> {
     Ok(containers.into_iter().filter_map(|c| c.id).collect())
 }
 
-fn lock_key(sandbox: &bollard::models::ContainerInspectResponse) -> String {
+/// Stops (or removes) containers at once, each marked changed in the index.
+async fn for_each_container<'a, F, Fut>(ctx: &'a Context, ids: &'a [String], act: F) -> Result<()>
+where
+    F: Fn(&'a str) -> Fut,
+    Fut: std::future::Future<Output = Result<()>> + 'a,
+{
+    let results = join_all(ids.iter().map(|id| {
+        let done = act(id);
+        async move {
+            let result = done.await;
+            ctx.index.invalidate(id);
+            result
+        }
+    }))
+    .await;
+    results.into_iter().collect()
+}
+
+fn lock_key(sandbox: &Entry) -> String {
     sandbox
+        .inspect
         .name
         .as_deref()
         .unwrap_or_default()
@@ -286,16 +309,16 @@ pub async fn stop(ctx: &Context, id: &str) -> Result<()> {
     let Some(sandbox) = find(ctx, id).await? else {
         return Ok(());
     };
-    let full_id = sandbox.id.clone().unwrap_or_default();
+    let full_id = sandbox.id().to_string();
     let _pod = ctx.pod_locks.lock(&lock_key(&sandbox)).await;
-    let stops = members(ctx, &full_id)
-        .await?
-        .into_iter()
-        .map(|c| async move { ctx.docker.stop_container(&c, STOP_GRACE_SECS).await });
-    for result in join_all(stops).await {
-        result?;
-    }
-    ctx.docker.stop_container(&full_id, STOP_GRACE_SECS).await?;
+    let containers = members(ctx, &full_id).await?;
+    for_each_container(ctx, &containers, |c| {
+        ctx.docker.stop_container(c, STOP_GRACE_SECS)
+    })
+    .await?;
+    let stopped = ctx.docker.stop_container(&full_id, STOP_GRACE_SECS).await;
+    ctx.index.invalidate(&full_id);
+    stopped?;
     info!(sandbox = %full_id, "pod sandbox stopped");
     Ok(())
 }
@@ -306,21 +329,17 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
     let sandbox = find(ctx, id).await?;
     let full_id = sandbox
         .as_ref()
-        .and_then(|s| s.id.clone())
-        .unwrap_or_else(|| id.to_string());
+        .map_or_else(|| id.to_string(), |s| s.id().to_string());
     let _pod = match &sandbox {
         Some(s) => Some(ctx.pod_locks.lock(&lock_key(s)).await),
         None => None,
     };
-    let removals = members(ctx, &full_id)
-        .await?
-        .into_iter()
-        .map(|c| async move { ctx.docker.remove_container(&c).await });
-    for result in join_all(removals).await {
-        result?;
-    }
+    let containers = members(ctx, &full_id).await?;
+    for_each_container(ctx, &containers, |c| ctx.docker.remove_container(c)).await?;
     if sandbox.is_some() {
-        ctx.docker.remove_container(&full_id).await?;
+        let removed = ctx.docker.remove_container(&full_id).await;
+        ctx.index.invalidate(&full_id);
+        removed?;
         info!(sandbox = %full_id, "pod sandbox removed");
     }
     if full_id.chars().all(|c| c.is_ascii_hexdigit()) && !full_id.is_empty() {
@@ -347,23 +366,21 @@ pub async fn status(ctx: &Context, id: &str, verbose: bool) -> Result<PodSandbox
     let sandbox = find(ctx, id)
         .await?
         .ok_or_else(|| Error::not_found("pod sandbox", id))?;
-    let full_id = sandbox.id.clone().unwrap_or_default();
-    let saved = checkpoint::load(&ctx.config.root_directory, &full_id);
-    let status = sandbox_status::status(
-        &sandbox,
-        saved.as_ref().and_then(|c| c.config.as_ref()),
-        saved.as_ref().map(|c| c.runtime_handler.as_str()),
-    )
-    .ok_or_else(|| Error::not_found("pod sandbox", id))?;
+    let View::Sandbox {
+        status, checkpoint, ..
+    } = &sandbox.view
+    else {
+        return Err(Error::not_found("pod sandbox", id));
+    };
     let mut info = HashMap::new();
     if verbose {
         info.insert(
             "info".to_string(),
-            verbose_info(&sandbox, saved.as_ref()).to_string(),
+            verbose_info(&sandbox.inspect, checkpoint.as_deref()).to_string(),
         );
     }
     Ok(PodSandboxStatusResponse {
-        status: Some(status),
+        status: Some(status.clone()),
         info,
         containers_statuses: vec![],
         timestamp: time::now_ns(),
@@ -406,14 +423,26 @@ fn resources_json(r: &LinuxContainerResources) -> serde_json::Value {
 /// `ListPodSandbox` with every filter applied.
 pub async fn list(ctx: &Context, filter: Option<PodSandboxFilter>) -> Result<Vec<PodSandbox>> {
     let filter = filter.unwrap_or_default();
-    let wanted = labels::filters(labels::TYPE_SANDBOX, &filter.label_selector);
-    let containers = ctx.docker.list_containers(&wanted).await?;
+    let wanted = |s: &PodSandbox| {
+        s.id.starts_with(&filter.id)
+            && filter.state.as_ref().is_none_or(|v| v.state == s.state)
+            && labels::matches_selector(&s.labels, &filter.label_selector)
+    };
+    if let Some(all) = ctx.index.snapshot(&ctx.docker).await? {
+        return Ok(all
+            .iter()
+            .filter_map(|e| match &e.view {
+                View::Sandbox { item, .. } if wanted(item) => Some(item.clone()),
+                _ => None,
+            })
+            .collect());
+    }
+    let selector = labels::filters(labels::TYPE_SANDBOX, &filter.label_selector);
+    let containers = ctx.docker.list_containers(&selector).await?;
     Ok(containers
         .iter()
         .filter_map(sandbox_status::from_summary)
-        .filter(|s| s.id.starts_with(&filter.id))
-        .filter(|s| filter.state.as_ref().is_none_or(|v| v.state == s.state))
-        .filter(|s| labels::matches_selector(&s.labels, &filter.label_selector))
+        .filter(|s| wanted(s))
         .collect())
 }
 
@@ -428,13 +457,14 @@ pub async fn update_resources(
     let sandbox = find(ctx, id)
         .await?
         .ok_or_else(|| Error::not_found("pod sandbox", id))?;
-    let full_id = sandbox.id.clone().unwrap_or_default();
+    let full_id = sandbox.id().to_string();
     let _pod = ctx.pod_locks.lock(&lock_key(&sandbox)).await;
     let root = &ctx.config.root_directory;
     let mut saved = checkpoint::load(root, &full_id).unwrap_or_default();
     saved.overhead = overhead;
     saved.resources = resources;
     checkpoint::save(root, &full_id, &saved)?;
+    ctx.index.invalidate(&full_id);
     debug!(sandbox = %full_id, "pod sandbox resources recorded");
     Ok(())
 }

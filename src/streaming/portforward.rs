@@ -71,7 +71,9 @@ async fn sandbox_pid(ctx: &Context, sandbox_id: &str) -> Result<i32, String> {
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("pod sandbox {sandbox_id} not found"))?;
-    pod.state
+    pod.inspect
+        .state
+        .as_ref()
         .and_then(|s| s.pid)
         .and_then(|p| i32::try_from(p).ok())
         .filter(|p| *p > 0)

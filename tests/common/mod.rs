@@ -348,3 +348,59 @@ pub async fn docker_proxy(front: std::path::PathBuf) -> tokio::task::JoinHandle<
         }
     })
 }
+
+/// Like [`docker_proxy`], but Docker's event stream is silenced: event
+/// requests are rewritten to ask for plugin events, which never come, so
+/// the stream stays open and healthy while every container event is
+/// missed. Everything else is forwarded untouched.
+pub async fn docker_proxy_muting_events(front: std::path::PathBuf) -> tokio::task::JoinHandle<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = std::fs::remove_file(&front);
+    let listener = tokio::net::UnixListener::bind(&front).unwrap();
+    tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((inbound, _)) = listener.accept().await {
+            connections.spawn(async move {
+                let Ok(outbound) = tokio::net::UnixStream::connect(DOCKER_SOCKET).await else {
+                    return;
+                };
+                let (mut from_client, mut to_client) = inbound.into_split();
+                let (mut from_docker, mut to_docker) = outbound.into_split();
+                let upstream = async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match from_client.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let chunk = mute_event_request(&buf[..n]);
+                        if to_docker.write_all(&chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to_docker.shutdown().await;
+                };
+                let downstream = async move {
+                    let _ = tokio::io::copy(&mut from_docker, &mut to_client).await;
+                };
+                tokio::join!(upstream, downstream);
+            });
+        }
+    })
+}
+
+/// Rewrites the filter of an events request (`type=container`) to
+/// `type=plugin`; other bytes pass as they are.
+fn mute_event_request(chunk: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(chunk);
+    let first_line = text.lines().next().unwrap_or_default();
+    if !(first_line.starts_with("GET ") && first_line.contains("/events")) {
+        return chunk.to_vec();
+    }
+    let muted = first_line
+        .replace("%22container%22", "%22plugin%22")
+        .replace("\"container\"", "\"plugin\"");
+    let mut out = muted.into_bytes();
+    out.extend_from_slice(&chunk[first_line.len()..]);
+    out
+}

@@ -1,0 +1,671 @@
+//! The lifecycle benchmark's engine, shared by `cargo bench --bench
+//! lifecycle` and a bounded run in the test suite: N pods with one
+//! container each, P at a time, through dockercri's CRI socket and then
+//! the same Docker requests straight through bollard (the floor).
+//!
+//! Three stages each way: *up* (run the pod, create and start its
+//! container, read its status and the lists, exec, stats), *reads* (with
+//! every pod present: the four read calls kubelet's relist makes) and
+//! *down* (stop and remove the container, stop and remove the pod).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    StatsOptionsBuilder, StopContainerOptionsBuilder,
+};
+use dockercri::docker::container_body::{self, ContainerInputs};
+use dockercri::docker::naming;
+use dockercri::docker::sandbox_body::{self, PodNetwork, SandboxInputs};
+use dockercri::proto::runtime_service_client::RuntimeServiceClient;
+use dockercri::proto::*;
+use dockercri::runtime::oom::OomPolicy;
+use futures_util::StreamExt;
+use hdrhistogram::Histogram;
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// The image of the app containers.
+pub const IMAGE: &str = "dockercri-test/busybox:latest";
+/// Label on everything the benchmark makes, with the run's id.
+pub const LABEL: &str = "dockercri.bench";
+
+/// The operations measured, in lifecycle order.
+pub const OPS: [&str; 16] = [
+    "RunPodSandbox",
+    "CreateContainer",
+    "StartContainer",
+    "ContainerStatus",
+    "ListContainers",
+    "ListPodSandbox",
+    "ExecSync",
+    "ListContainerStats",
+    "StopContainer",
+    "RemoveContainer",
+    "StopPodSandbox",
+    "RemovePodSandbox",
+    "reads: ListContainers",
+    "reads: ListPodSandbox",
+    "reads: ContainerStatus",
+    "reads: PodSandboxStatus",
+];
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub pods: usize,
+    pub parallel: usize,
+    /// Rounds of each read call with every pod present.
+    pub read_rounds: usize,
+    /// The dockercri binary.
+    pub binary: PathBuf,
+}
+
+/// Latencies (µs) per operation, and errors.
+#[derive(Default)]
+pub struct Samples {
+    pub latencies: BTreeMap<&'static str, Histogram<u64>>,
+    pub errors: Vec<String>,
+}
+
+impl Samples {
+    fn record(&mut self, op: &'static str, took: Duration) {
+        let hist = self
+            .latencies
+            .entry(op)
+            .or_insert_with(|| Histogram::new(3).expect("histogram"));
+        let _ = hist.record(took.as_micros().max(1) as u64);
+    }
+}
+
+type Shared = Arc<Mutex<Samples>>;
+
+/// Times `work` under `op`; an error is counted, not fatal.
+async fn timed<T, E: std::fmt::Debug>(
+    samples: &Shared,
+    op: &'static str,
+    work: impl std::future::Future<Output = Result<T, E>>,
+) -> Option<T> {
+    let t = Instant::now();
+    let result = work.await;
+    let took = t.elapsed();
+    let mut s = samples.lock().unwrap_or_else(|p| p.into_inner());
+    match result {
+        Ok(v) => {
+            s.record(op, took);
+            Some(v)
+        }
+        Err(e) => {
+            s.errors.push(format!("{op}: {e:?}"));
+            None
+        }
+    }
+}
+
+/// The whole outcome of a run.
+pub struct Report {
+    pub plan: Plan,
+    pub dockercri: Samples,
+    pub docker: Samples,
+    pub dockercri_wall: Duration,
+    pub docker_wall: Duration,
+    pub rss_idle_kib: u64,
+    pub rss_peak_kib: u64,
+    pub cpu: Duration,
+}
+
+/// Runs the benchmark against the local dockerd.
+pub async fn run(plan: Plan) -> Report {
+    let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
+    let run_id = format!("{}-{}", std::process::id(), rand_u32());
+    let (mut child, rt) = start(&plan.binary, dir.path()).await;
+    let pid = child.id();
+    // Idle: serving, index synced, nothing asked yet.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_idle_kib = proc_status_kib(pid, "VmRSS:");
+    let cpu_before = cpu(pid);
+
+    let dockercri = Arc::new(Mutex::new(Samples::default()));
+    let t = Instant::now();
+    cri_run(&plan, &rt, dir.path(), &run_id, &dockercri).await;
+    let dockercri_wall = t.elapsed();
+    let cpu = cpu(pid).saturating_sub(cpu_before);
+    let rss_peak_kib = proc_status_kib(pid, "VmHWM:");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let docker = Docker::connect_with_unix_defaults()
+        .expect("docker socket")
+        .negotiate_version()
+        .await
+        .expect("dockerd answers");
+    let raw = Arc::new(Mutex::new(Samples::default()));
+    let t = Instant::now();
+    raw_run(&plan, &docker, dir.path(), &run_id, &raw).await;
+    let docker_wall = t.elapsed();
+    cleanup(&docker, &run_id).await;
+
+    Report {
+        plan,
+        dockercri: take(dockercri),
+        docker: take(raw),
+        dockercri_wall,
+        docker_wall,
+        rss_idle_kib,
+        rss_peak_kib,
+        cpu,
+    }
+}
+
+fn take(shared: Shared) -> Samples {
+    std::mem::take(&mut *shared.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// Runs `job(i)` for i in 0..n, `parallel` at a time.
+async fn each<F, Fut>(n: usize, parallel: usize, job: F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    futures_util::stream::iter(0..n)
+        .map(job)
+        .buffer_unordered(parallel.max(1))
+        .collect::<Vec<()>>()
+        .await;
+}
+
+fn pod_config(dir: &Path, run_id: &str, i: usize) -> PodSandboxConfig {
+    let uid = format!("bench-{run_id}-{i}");
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: format!("bench-{i}"),
+            namespace: "bench".into(),
+            uid: uid.clone(),
+            attempt: 0,
+        }),
+        hostname: format!("bench-{i}"),
+        log_directory: dir.join("pods").join(&uid).display().to_string(),
+        labels: HashMap::from([(LABEL.to_string(), run_id.to_string())]),
+        ..Default::default()
+    }
+}
+
+fn container_config(run_id: &str) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: "app".into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: IMAGE.into(),
+            ..Default::default()
+        }),
+        command: vec!["sleep".into(), "3600".into()],
+        log_path: "app/0.log".into(),
+        labels: HashMap::from([(LABEL.to_string(), run_id.to_string())]),
+        ..Default::default()
+    }
+}
+
+/// The three stages through dockercri.
+async fn cri_run(
+    plan: &Plan,
+    rt: &RuntimeServiceClient<Channel>,
+    dir: &Path,
+    run_id: &str,
+    s: &Shared,
+) {
+    let pods: Mutex<Vec<(String, String)>> = Mutex::default();
+    each(plan.pods, plan.parallel, |i| {
+        let (mut rt, pods) = (rt.clone(), &pods);
+        async move {
+            let config = pod_config(dir, run_id, i);
+            let Some(pod) = timed(
+                s,
+                "RunPodSandbox",
+                rt.run_pod_sandbox(RunPodSandboxRequest {
+                    config: Some(config.clone()),
+                    runtime_handler: String::new(),
+                }),
+            )
+            .await
+            .map(|r| r.into_inner().pod_sandbox_id) else {
+                return;
+            };
+            let Some(id) = timed(
+                s,
+                "CreateContainer",
+                rt.create_container(CreateContainerRequest {
+                    pod_sandbox_id: pod.clone(),
+                    config: Some(container_config(run_id)),
+                    sandbox_config: Some(config),
+                }),
+            )
+            .await
+            .map(|r| r.into_inner().container_id) else {
+                return;
+            };
+            pods.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((pod.clone(), id.clone()));
+            let start = StartContainerRequest {
+                container_id: id.clone(),
+            };
+            timed(s, "StartContainer", rt.start_container(start)).await;
+            cri_reads(&mut rt, s, &pod, &id, false).await;
+            let exec = ExecSyncRequest {
+                container_id: id.clone(),
+                cmd: vec!["echo".into(), "hi".into()],
+                timeout: 10,
+            };
+            timed(s, "ExecSync", rt.exec_sync(exec)).await;
+            let stats = ListContainerStatsRequest {
+                filter: Some(ContainerStatsFilter {
+                    id: id.clone(),
+                    ..Default::default()
+                }),
+            };
+            timed(s, "ListContainerStats", rt.list_container_stats(stats)).await;
+        }
+    })
+    .await;
+
+    let present = pods.into_inner().unwrap_or_else(|p| p.into_inner());
+    if !present.is_empty() {
+        let mut rt = rt.clone();
+        for round in 0..plan.read_rounds {
+            let (pod, id) = &present[round % present.len()];
+            cri_reads(&mut rt, s, pod, id, true).await;
+        }
+    }
+
+    each(present.len(), plan.parallel, |i| {
+        let (mut rt, (pod, id)) = (rt.clone(), present[i].clone());
+        async move {
+            let stop = StopContainerRequest {
+                container_id: id.clone(),
+                timeout: 0,
+            };
+            timed(s, "StopContainer", rt.stop_container(stop)).await;
+            let remove = RemoveContainerRequest { container_id: id };
+            timed(s, "RemoveContainer", rt.remove_container(remove)).await;
+            let stop = StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            };
+            timed(s, "StopPodSandbox", rt.stop_pod_sandbox(stop)).await;
+            let remove = RemovePodSandboxRequest {
+                pod_sandbox_id: pod,
+            };
+            timed(s, "RemovePodSandbox", rt.remove_pod_sandbox(remove)).await;
+        }
+    })
+    .await;
+}
+
+/// The relist reads, as kubelet makes them (whole lists, one status).
+async fn cri_reads(
+    rt: &mut RuntimeServiceClient<Channel>,
+    s: &Shared,
+    pod: &str,
+    id: &str,
+    all_present: bool,
+) {
+    let name = |op: &'static str, read: &'static str| if all_present { read } else { op };
+    let status = ContainerStatusRequest {
+        container_id: id.into(),
+        verbose: false,
+    };
+    timed(
+        s,
+        name("ContainerStatus", "reads: ContainerStatus"),
+        rt.container_status(status),
+    )
+    .await;
+    let list = ListContainersRequest { filter: None };
+    timed(
+        s,
+        name("ListContainers", "reads: ListContainers"),
+        rt.list_containers(list),
+    )
+    .await;
+    let list = ListPodSandboxRequest { filter: None };
+    timed(
+        s,
+        name("ListPodSandbox", "reads: ListPodSandbox"),
+        rt.list_pod_sandbox(list),
+    )
+    .await;
+    if all_present {
+        let status = PodSandboxStatusRequest {
+            pod_sandbox_id: pod.into(),
+            verbose: false,
+        };
+        timed(s, "reads: PodSandboxStatus", rt.pod_sandbox_status(status)).await;
+    }
+}
+
+/// The same Docker requests dockercri makes, straight through bollard.
+async fn raw_run(plan: &Plan, docker: &Docker, dir: &Path, run_id: &str, s: &Shared) {
+    let oom = OomPolicy::new(None);
+    let pods: Mutex<Vec<(String, String)>> = Mutex::default();
+    let pause = dockercri::runtime::pause::BUILTIN_IMAGE;
+    each(plan.pods, plan.parallel, |i| {
+        let pods = &pods;
+        async move {
+            // Names differ from dockercri's run so leftovers never collide.
+            let mut config = pod_config(dir, &format!("raw-{run_id}"), i);
+            config.labels = HashMap::from([(LABEL.to_string(), run_id.to_string())]);
+            let inputs = SandboxInputs {
+                image: pause,
+                network: PodNetwork::DockerBridge,
+                runtime: None,
+                seccomp_localhost: None,
+                oom_score_adj: oom.clamp(sandbox_body::SANDBOX_OOM_SCORE_ADJ),
+            };
+            let (Ok(name), Ok(body)) = (
+                sandbox_body::name(&config),
+                sandbox_body::create_body(&config, &inputs),
+            ) else {
+                s.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .errors
+                    .push("sandbox body".into());
+                return;
+            };
+            let Some(pod) = timed(s, "RunPodSandbox", async {
+                let options = CreateContainerOptionsBuilder::default().name(&name).build();
+                let id = docker.create_container(Some(options), body).await?.id;
+                docker.start_container(&id, None).await?;
+                Ok::<_, bollard::errors::Error>(id)
+            })
+            .await
+            else {
+                return;
+            };
+            let app = container_config(run_id);
+            let body = container_body::create_body(
+                &app,
+                &ContainerInputs {
+                    sandbox_id: &pod,
+                    sandbox: &config,
+                    seccomp_localhost: None,
+                    oom,
+                    recursive_read_only: false,
+                },
+            );
+            let (Ok(body), Some(meta), Some(pod_meta)) =
+                (body, app.metadata.as_ref(), config.metadata.as_ref())
+            else {
+                return;
+            };
+            let name = naming::container_name(meta, pod_meta);
+            let Some(id) = timed(s, "CreateContainer", async {
+                let options = CreateContainerOptionsBuilder::default().name(&name).build();
+                docker
+                    .create_container(Some(options), body)
+                    .await
+                    .map(|r| r.id)
+            })
+            .await
+            else {
+                return;
+            };
+            pods.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((pod.clone(), id.clone()));
+            timed(s, "StartContainer", docker.start_container(&id, None)).await;
+            raw_reads(docker, s, &pod, &id, false).await;
+            timed(s, "ExecSync", async {
+                let exec = docker
+                    .create_exec(
+                        &id,
+                        CreateExecOptions {
+                            attach_stdout: Some(true),
+                            attach_stderr: Some(true),
+                            cmd: Some(vec!["echo", "hi"]),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                if let StartExecResults::Attached { mut output, .. } =
+                    docker.start_exec(&exec.id, None).await?
+                {
+                    while output.next().await.is_some() {}
+                }
+                docker.inspect_exec(&exec.id).await
+            })
+            .await;
+            timed(s, "ListContainerStats", async {
+                let options = StatsOptionsBuilder::default()
+                    .stream(false)
+                    .one_shot(true)
+                    .build();
+                docker.stats(&id, Some(options)).next().await.transpose()
+            })
+            .await;
+        }
+    })
+    .await;
+
+    let present = pods.into_inner().unwrap_or_else(|p| p.into_inner());
+    if !present.is_empty() {
+        for round in 0..plan.read_rounds {
+            let (pod, id) = &present[round % present.len()];
+            raw_reads(docker, s, pod, id, true).await;
+        }
+    }
+
+    each(present.len(), plan.parallel, |i| {
+        let (pod, id) = present[i].clone();
+        async move {
+            let kill = StopContainerOptionsBuilder::default().t(0).build();
+            timed(s, "StopContainer", docker.stop_container(&id, Some(kill))).await;
+            let force = RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .v(true)
+                .build();
+            timed(
+                s,
+                "RemoveContainer",
+                docker.remove_container(&id, Some(force.clone())),
+            )
+            .await;
+            let grace = StopContainerOptionsBuilder::default().t(10).build();
+            timed(
+                s,
+                "StopPodSandbox",
+                docker.stop_container(&pod, Some(grace)),
+            )
+            .await;
+            timed(
+                s,
+                "RemovePodSandbox",
+                docker.remove_container(&pod, Some(force)),
+            )
+            .await;
+        }
+    })
+    .await;
+}
+
+async fn raw_reads(docker: &Docker, s: &Shared, pod: &str, id: &str, all_present: bool) {
+    let name = |op: &'static str, read: &'static str| if all_present { read } else { op };
+    timed(
+        s,
+        name("ContainerStatus", "reads: ContainerStatus"),
+        docker.inspect_container(id, None),
+    )
+    .await;
+    for (op, read, kind) in [
+        ("ListContainers", "reads: ListContainers", "container"),
+        ("ListPodSandbox", "reads: ListPodSandbox", "podsandbox"),
+    ] {
+        let filters = HashMap::from([("label", vec![format!("io.kubernetes.docker.type={kind}")])]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        timed(s, name(op, read), docker.list_containers(Some(options))).await;
+    }
+    if all_present {
+        timed(
+            s,
+            "reads: PodSandboxStatus",
+            docker.inspect_container(pod, None),
+        )
+        .await;
+    }
+}
+
+/// Removes whatever a failed run left behind.
+async fn cleanup(docker: &Docker, run_id: &str) {
+    let filters = HashMap::from([("label", vec![format!("{LABEL}={run_id}")])]);
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let force = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    for c in docker
+        .list_containers(Some(options))
+        .await
+        .unwrap_or_default()
+    {
+        if let Some(id) = c.id {
+            let _ = docker.remove_container(&id, Some(force.clone())).await;
+        }
+    }
+}
+
+/// Starts dockercri with its socket and root under `dir`.
+async fn start(binary: &Path, dir: &Path) -> (Child, RuntimeServiceClient<Channel>) {
+    let socket = dir.join("cri.sock");
+    let child = Command::new(binary)
+        .args([
+            "--container-runtime-endpoint",
+            &format!("unix://{}", socket.display()),
+        ])
+        .args(["--root-directory", &dir.join("root").display().to_string()])
+        .args(["--log-level", "warn"])
+        .spawn()
+        .expect("the dockercri binary");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::UnixStream::connect(&socket).await.is_err() {
+        assert!(Instant::now() < deadline, "dockercri did not serve");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let channel = Endpoint::from_static("http://[::]:50051")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = socket.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        }))
+        .await
+        .expect("connect");
+    (child, RuntimeServiceClient::new(channel))
+}
+
+/// A `/proc/<pid>/status` value in KiB (`VmRSS:`, `VmHWM:`).
+fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time (user + system) a process has used so far.
+fn cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+fn rand_u32() -> u32 {
+    let mut bytes = [0u8; 4];
+    let _ = getrandom::fill(&mut bytes);
+    u32::from_ne_bytes(bytes)
+}
+
+impl Report {
+    /// The report as a table.
+    pub fn render(&self) -> String {
+        let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        let mut out = format!(
+            "{} pods with one container each, parallelism {}, {} rounds of reads with all present\n",
+            self.plan.pods, self.plan.parallel, self.plan.read_rounds
+        );
+        out += &format!(
+            "{:<26} {:>9} {:>9} {:>9} | {:>9} {:>9} | {:>6}\n",
+            "operation (ms)", "cri p50", "cri p95", "cri p99", "dock p50", "dock p99", "ratio"
+        );
+        for op in OPS {
+            let (Some(c), d) = (
+                self.dockercri.latencies.get(op),
+                self.docker.latencies.get(op),
+            ) else {
+                continue;
+            };
+            let (dp50, dp99, ratio) = match d {
+                Some(d) => (
+                    format!("{:>9.3}", ms(d, 0.5)),
+                    format!("{:>9.3}", ms(d, 0.99)),
+                    format!("{:>5.2}x", ms(c, 0.5) / ms(d, 0.5).max(0.001)),
+                ),
+                None => ("-".into(), "-".into(), "-".into()),
+            };
+            out += &format!(
+                "{op:<26} {:>9.3} {:>9.3} {:>9.3} | {dp50:>9} {dp99:>9} | {ratio:>6}\n",
+                ms(c, 0.5),
+                ms(c, 0.95),
+                ms(c, 0.99),
+            );
+        }
+        let per_sec = |wall: Duration| self.plan.pods as f64 / wall.as_secs_f64().max(0.001);
+        out += &format!(
+            "pods per second: dockercri {:.2} ({:.1} s), docker {:.2} ({:.1} s)\n",
+            per_sec(self.dockercri_wall),
+            self.dockercri_wall.as_secs_f64(),
+            per_sec(self.docker_wall),
+            self.docker_wall.as_secs_f64()
+        );
+        out += &format!(
+            "dockercri: RSS idle {:.1} MiB, peak {:.1} MiB, CPU {:.2} s for the run\n",
+            self.rss_idle_kib as f64 / 1024.0,
+            self.rss_peak_kib as f64 / 1024.0,
+            self.cpu.as_secs_f64()
+        );
+        out += &format!(
+            "errors: dockercri {}, docker {}\n",
+            self.dockercri.errors.len(),
+            self.docker.errors.len()
+        );
+        for e in self
+            .dockercri
+            .errors
+            .iter()
+            .chain(&self.docker.errors)
+            .take(10)
+        {
+            out += &format!("  {e}\n");
+        }
+        out
+    }
+}

@@ -1,0 +1,285 @@
+//! The informer-style index of dockercri's sandboxes and containers: listed
+//! once, then kept by Docker's event stream ([`watch`]) with a periodic
+//! resync. Reads are answered from memory.
+//!
+//! Consistency with our own writes: every write through dockercri marks the
+//! container *dirty*; the next read of a dirty container inspects it again
+//! before answering. A refresh only lands when nothing marked the container
+//! dirty again while its inspect was in flight (a generation number per
+//! dirty mark), so a slow inspect never overwrites a newer state.
+//!
+//! When the event stream is down the index is *not synced*: lists go to
+//! Docker and lookups inspect, until the watch has listed everything again.
+
+pub mod entry;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use futures_util::future::join_all;
+
+use crate::docker::DockerClient;
+use crate::error::Result;
+pub use entry::{Entry, View};
+
+/// Sandboxes and containers by full Docker id.
+#[derive(Debug)]
+pub struct Index {
+    root: PathBuf,
+    state: RwLock<State>,
+    synced: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: HashMap<String, Arc<Entry>>,
+    /// Containers to inspect again before they are read, with the
+    /// generation of their latest dirty mark.
+    dirty: HashMap<String, u64>,
+    next_generation: u64,
+}
+
+impl Index {
+    /// An empty, unsynced index; `root` holds the sandbox checkpoints.
+    pub fn new(root: PathBuf) -> Self {
+        Index {
+            root,
+            state: RwLock::default(),
+            synced: AtomicBool::new(false),
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the index follows Docker (reads may skip Docker).
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_synced(&self, synced: bool) {
+        self.synced.store(synced, Ordering::Release);
+    }
+
+    /// Marks a container as changed by a write: the next read inspects it.
+    pub fn invalidate(&self, id: &str) {
+        if id.is_empty() {
+            return;
+        }
+        let mut state = self.write();
+        state.next_generation += 1;
+        let generation = state.next_generation;
+        state.dirty.insert(id.to_string(), generation);
+    }
+
+    /// Whether a write marked the container and no read has inspected it
+    /// since (its next read will).
+    pub fn is_dirty(&self, id: &str) -> bool {
+        self.read().dirty.contains_key(id)
+    }
+
+    /// How many containers the index holds.
+    pub fn len(&self) -> usize {
+        self.read().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The sandbox or container with this id or unique id prefix. Answered
+    /// from memory when the index is synced and the container is clean;
+    /// otherwise Docker is asked and the answer recorded.
+    pub async fn get(&self, docker: &DockerClient, id: &str) -> Result<Option<Arc<Entry>>> {
+        if self.is_synced() {
+            let known = {
+                let state = self.read();
+                resolve(&state, id).map(|full| {
+                    let clean = !state.dirty.contains_key(&full);
+                    (clean.then(|| state.entries.get(&full).cloned()), full)
+                })
+            };
+            match known {
+                Some((Some(clean), _)) => return Ok(clean),
+                Some((None, full)) => return self.refresh(docker, &full).await,
+                None => {}
+            }
+        }
+        // Unknown here (perhaps made behind our back an instant ago), or
+        // not synced: Docker resolves the id.
+        self.refresh(docker, id).await
+    }
+
+    /// Every entry, after dirty ones are inspected again; `None` when the
+    /// index is not synced (the caller asks Docker instead).
+    pub async fn snapshot(&self, docker: &DockerClient) -> Result<Option<Vec<Arc<Entry>>>> {
+        if !self.is_synced() {
+            return Ok(None);
+        }
+        let dirty: Vec<String> = self.read().dirty.keys().cloned().collect();
+        for result in join_all(dirty.iter().map(|id| self.refresh(docker, id))).await {
+            result?;
+        }
+        if !self.is_synced() {
+            return Ok(None);
+        }
+        Ok(Some(self.read().entries.values().cloned().collect()))
+    }
+
+    /// Inspects `id` (an id, prefix or name Docker resolves) and records
+    /// what Docker says, unless a newer write marked it dirty meanwhile.
+    /// Returns what Docker said either way.
+    pub async fn refresh(&self, docker: &DockerClient, id: &str) -> Result<Option<Arc<Entry>>> {
+        let mark = self.read().dirty.get(id).copied();
+        let found = docker.inspect_container(id, "container").await?;
+        let full_id = found.as_ref().and_then(|c| c.id.clone());
+        let entry = found
+            .and_then(|inspect| Entry::load(inspect, &self.root))
+            .map(Arc::new);
+        let mut state = self.write();
+        let key = full_id.unwrap_or_else(|| id.to_string());
+        let current = state.dirty.get(&key).copied();
+        // Our writes mark full ids. Asked by full id, the answer lands if
+        // no newer mark came meanwhile; asked by a prefix or name, only
+        // if the container is not waiting for its own refresh.
+        let lands = if key == id {
+            current == mark
+        } else {
+            current.is_none()
+        };
+        if lands {
+            state.dirty.remove(&key);
+            match &entry {
+                Some(e) => {
+                    state.entries.insert(key, e.clone());
+                }
+                None => {
+                    state.entries.remove(&key);
+                }
+            }
+        }
+        Ok(entry)
+    }
+
+    /// Replaces the whole index with what Docker holds now (after a fresh
+    /// start or when the event stream came back). Containers marked dirty
+    /// since `marks` was taken stay dirty.
+    pub(crate) fn replace_all(&self, entries: Vec<Entry>, marks: &HashMap<String, u64>) {
+        let mut state = self.write();
+        let fresh: HashMap<String, Arc<Entry>> = entries
+            .into_iter()
+            .map(|e| (e.id().to_string(), Arc::new(e)))
+            .collect();
+        state
+            .dirty
+            .retain(|id, generation| marks.get(id) != Some(generation));
+        state.entries = fresh;
+    }
+
+    /// The dirty marks now, for [`Index::replace_all`].
+    pub(crate) fn marks(&self) -> HashMap<String, u64> {
+        self.read().dirty.clone()
+    }
+
+    /// Full ids and Docker state words of every entry, for the resync.
+    pub(crate) fn states(&self) -> HashMap<String, String> {
+        self.read()
+            .entries
+            .iter()
+            .map(|(id, e)| (id.clone(), e.docker_state()))
+            .collect()
+    }
+
+    /// Drops an entry without asking Docker (tests of the resync use it to
+    /// play a missed event).
+    #[cfg(test)]
+    fn forget(&self, id: &str) {
+        self.write().entries.remove(id);
+    }
+}
+
+/// The full id `id` names among the known containers: itself, or the one
+/// known id it is a unique prefix of.
+fn resolve(state: &State, id: &str) -> Option<String> {
+    if id.is_empty() {
+        return None;
+    }
+    if state.entries.contains_key(id) || state.dirty.contains_key(id) {
+        return Some(id.to_string());
+    }
+    let mut matches = state
+        .entries
+        .keys()
+        .chain(state.dirty.keys())
+        .filter(|k| k.starts_with(id));
+    let first = matches.next()?.clone();
+    matches.all(|k| *k == first).then_some(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_with(ids: &[&str], dirty: &[&str]) -> State {
+        let mut s = State::default();
+        for id in ids {
+            let inspect = bollard::models::ContainerInspectResponse {
+                id: Some(id.to_string()),
+                ..Default::default()
+            };
+            // A bare entry is enough for id resolution.
+            s.entries.insert(
+                id.to_string(),
+                Arc::new(Entry {
+                    inspect,
+                    view: View::Container {
+                        status: Default::default(),
+                        item: Default::default(),
+                    },
+                }),
+            );
+        }
+        for (n, id) in dirty.iter().enumerate() {
+            s.dirty.insert(id.to_string(), n as u64);
+        }
+        s
+    }
+
+    #[test]
+    fn ids_resolve_by_unique_prefix() {
+        let s = state_with(&["abc123", "abd456"], &["fff999"]);
+        for (asked, want) in [
+            ("abc123", Some("abc123")),
+            ("abc", Some("abc123")),
+            ("abd", Some("abd456")),
+            ("ab", None),
+            ("fff", Some("fff999")),
+            ("zzz", None),
+            ("", None),
+        ] {
+            assert_eq!(resolve(&s, asked).as_deref(), want, "{asked}");
+        }
+    }
+
+    #[test]
+    fn a_full_relist_keeps_newer_dirty_marks() {
+        let index = Index::new(PathBuf::from("/nonexistent"));
+        index.invalidate("old");
+        let marks = index.marks();
+        index.invalidate("new");
+        index.replace_all(vec![], &marks);
+        let dirty = index.marks();
+        assert!(!dirty.contains_key("old"));
+        assert!(dirty.contains_key("new"));
+        index.forget("new");
+        assert!(index.is_empty());
+    }
+}

@@ -1,0 +1,183 @@
+//! Keeps the index true to Docker: opens Docker's event stream, lists every
+//! pod container once, then applies each event (one inspect) and publishes
+//! the CRI container events; a periodic resync compares Docker's list with
+//! the index and heals what an event missed. When the stream breaks the
+//! index is marked unsynced until the next full list.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::models::EventMessage;
+use bollard::query_parameters::EventsOptionsBuilder;
+use futures_util::StreamExt;
+use tracing::{debug, info, warn};
+
+use crate::context::Context;
+use crate::docker::{labels, time};
+use crate::error::Result;
+use crate::index::Entry;
+use crate::runtime::events;
+
+/// Docker actions that change what the index holds.
+const ACTIONS: [&str; 6] = ["create", "start", "die", "destroy", "update", "rename"];
+
+/// Inspects running at once during a full list.
+const LIST_CONCURRENCY: usize = 8;
+
+/// Follows Docker for as long as dockercri runs.
+pub async fn run(ctx: Arc<Context>) {
+    let mut last_ns: i64 = 0;
+    loop {
+        ctx.index.set_synced(false);
+        let Ok(docker) = ctx.docker.get().await else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        // Replay from just before the list so nothing between the list and
+        // the live stream is missed; what was already applied is skipped.
+        let since_ns = if last_ns > 0 {
+            last_ns
+        } else {
+            time::now_ns() - 1_000_000_000
+        };
+        let filters = HashMap::from([
+            ("type", vec!["container".to_string()]),
+            ("event", ACTIONS.map(String::from).to_vec()),
+        ]);
+        let since = (since_ns / 1_000_000_000).to_string();
+        let options = EventsOptionsBuilder::default()
+            .filters(&filters)
+            .since(&since)
+            .build();
+        let mut stream = docker.events(Some(options));
+        match relist(&ctx).await {
+            Ok(count) => {
+                ctx.index.set_synced(true);
+                info!(containers = count, "index synced with docker");
+            }
+            Err(e) => {
+                debug!(error = %e, "cannot list docker's containers for the index");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        }
+        let mut resync = tokio::time::interval(ctx.config.index_resync_period);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        resync.tick().await;
+        loop {
+            tokio::select! {
+                item = stream.next() => match item {
+                    Some(Ok(message)) => apply(&ctx, &message, &mut last_ns).await,
+                    Some(Err(e)) => {
+                        warn!(error = %e, "docker's event stream broke; reads go to docker until it is back");
+                        break;
+                    }
+                    None => {
+                        warn!("docker's event stream ended; reads go to docker until it is back");
+                        break;
+                    }
+                },
+                _ = resync.tick() => {
+                    if let Err(e) = heal(&ctx).await {
+                        debug!(error = %e, "index resync failed");
+                    }
+                }
+            }
+        }
+        ctx.index.set_synced(false);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Applies one Docker event to the index, then tells the subscribers.
+async fn apply(ctx: &Context, message: &EventMessage, last_ns: &mut i64) {
+    let ns = message.time_nano.unwrap_or(0);
+    if ns != 0 && ns <= *last_ns {
+        return;
+    }
+    *last_ns = (*last_ns).max(ns);
+    let Some(actor) = message.actor.as_ref() else {
+        return;
+    };
+    let Some(id) = actor.id.as_deref() else {
+        return;
+    };
+    let attributes = actor.attributes.clone().unwrap_or_default();
+    if events::pod_of(id, &attributes).is_none() {
+        return;
+    }
+    // A container our own write marked is inspected by its next read
+    // anyway: sparing the inspect here keeps dockerd's load at the floor.
+    if !ctx.index.is_dirty(id)
+        && let Err(e) = ctx.index.refresh(&ctx.docker, id).await
+    {
+        debug!(container = %id, error = %e, "cannot refresh the index after an event");
+    }
+    if ctx.events.has_subscribers()
+        && let Some(event) = events::translate(ctx, message).await
+    {
+        ctx.events.publish(event);
+    }
+}
+
+/// Docker's pod containers (sandboxes and app containers), any state.
+async fn docker_list(ctx: &Context) -> Result<Vec<bollard::models::ContainerSummary>> {
+    ctx.docker
+        .list_containers(&[labels::TYPE.to_string()])
+        .await
+}
+
+/// Lists and inspects every pod container and replaces the index with it.
+async fn relist(ctx: &Context) -> Result<usize> {
+    let marks = ctx.index.marks();
+    let ids: Vec<String> = docker_list(ctx)
+        .await?
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect();
+    let root = ctx.config.root_directory.clone();
+    let inspected: Vec<_> = futures_util::stream::iter(ids)
+        .map(|id| async move { ctx.docker.inspect_container(&id, "container").await })
+        .buffer_unordered(LIST_CONCURRENCY)
+        .collect()
+        .await;
+    let mut entries = Vec::with_capacity(inspected.len());
+    for result in inspected {
+        // A container removed since the list is simply not there.
+        if let Some(entry) = result?.and_then(|inspect| Entry::load(inspect, &root)) {
+            entries.push(entry);
+        }
+    }
+    let count = entries.len();
+    ctx.index.replace_all(entries, &marks);
+    Ok(count)
+}
+
+/// The resync: one Docker list compared with the index; containers that
+/// appeared, vanished or changed state are inspected again.
+async fn heal(ctx: &Context) -> Result<()> {
+    let known = ctx.index.states();
+    let listed: HashMap<String, String> = docker_list(ctx)
+        .await?
+        .into_iter()
+        .filter_map(|c| Some((c.id?, c.state.map(|s| s.to_string()).unwrap_or_default())))
+        .collect();
+    let mut stale: HashSet<&String> = listed
+        .iter()
+        .filter(|(id, state)| known.get(*id) != Some(*state))
+        .map(|(id, _)| id)
+        .collect();
+    stale.extend(known.keys().filter(|id| !listed.contains_key(*id)));
+    if stale.is_empty() {
+        return Ok(());
+    }
+    info!(
+        containers = stale.len(),
+        "index resync found changes its events missed"
+    );
+    for id in stale {
+        ctx.index.refresh(&ctx.docker, id).await?;
+    }
+    Ok(())
+}
