@@ -40,6 +40,10 @@ struct State {
     /// generation of their latest dirty mark.
     dirty: HashMap<String, u64>,
     next_generation: u64,
+    /// Containers with a write of ours in flight (how many): their events
+    /// and list reads do not inspect them, which would only wait for
+    /// Docker's lock on the container; the write refreshes them itself.
+    busy: HashMap<String, usize>,
 }
 
 impl Index {
@@ -80,10 +84,35 @@ impl Index {
         state.dirty.insert(id.to_string(), generation);
     }
 
-    /// Whether a write marked the container and no read has inspected it
-    /// since (its next read will).
-    pub fn is_dirty(&self, id: &str) -> bool {
-        self.read().dirty.contains_key(id)
+    /// Whether a write of ours to the container is in flight.
+    pub fn is_busy(&self, id: &str) -> bool {
+        self.read().busy.contains_key(id)
+    }
+
+    /// Runs our Docker `write` to container `id`, then records the
+    /// container's new state before returning: the next call sees it,
+    /// and reads never wait for an inspect.
+    pub async fn writing<T>(
+        &self,
+        docker: &DockerClient,
+        id: &str,
+        write: impl std::future::Future<Output = T>,
+    ) -> T {
+        let mut busy = Busy::new(self, id);
+        let result = write.await;
+        self.settle(docker, id).await;
+        busy.settled = true;
+        result
+    }
+
+    /// Records the state of a container our write just changed. Should
+    /// Docker not answer, the container stays dirty and its next read
+    /// inspects it.
+    pub async fn settle(&self, docker: &DockerClient, id: &str) {
+        self.invalidate(id);
+        if let Err(e) = self.refresh(docker, id).await {
+            tracing::debug!(container = %id, error = %e, "cannot refresh the index after a write");
+        }
     }
 
     /// How many containers the index holds.
@@ -124,7 +153,11 @@ impl Index {
         if !self.is_synced() {
             return Ok(None);
         }
-        let dirty: Vec<String> = self.read().dirty.keys().cloned().collect();
+        let dirty: Vec<String> = {
+            let state = self.read();
+            let idle = |id: &&String| !state.busy.contains_key(*id);
+            state.dirty.keys().filter(idle).cloned().collect()
+        };
         for result in join_all(dirty.iter().map(|id| self.refresh(docker, id))).await {
             result?;
         }
@@ -203,6 +236,40 @@ impl Index {
     #[cfg(test)]
     fn forget(&self, id: &str) {
         self.write().entries.remove(id);
+    }
+}
+
+/// A write in flight on a container; should the write be dropped half-way
+/// (the client went away), the container is left dirty for its next read.
+struct Busy<'a> {
+    index: &'a Index,
+    id: &'a str,
+    settled: bool,
+}
+
+impl<'a> Busy<'a> {
+    fn new(index: &'a Index, id: &'a str) -> Self {
+        *index.write().busy.entry(id.to_string()).or_default() += 1;
+        Busy {
+            index,
+            id,
+            settled: false,
+        }
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.index.invalidate(self.id);
+        }
+        let mut state = self.index.write();
+        if let Some(count) = state.busy.get_mut(self.id) {
+            *count -= 1;
+            if *count == 0 {
+                state.busy.remove(self.id);
+            }
+        }
     }
 }
 

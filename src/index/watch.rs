@@ -107,9 +107,9 @@ async fn apply(ctx: &Context, message: &EventMessage, last_ns: &mut i64) {
     if events::pod_of(id, &attributes).is_none() {
         return;
     }
-    // A container our own write marked is inspected by its next read
-    // anyway: sparing the inspect here keeps dockerd's load at the floor.
-    if !ctx.index.is_dirty(id)
+    // A container under a write of ours is refreshed by that write; an
+    // inspect now would only wait for Docker's lock on it.
+    if !ctx.index.is_busy(id)
         && let Err(e) = ctx.index.refresh(&ctx.docker, id).await
     {
         debug!(container = %id, error = %e, "cannot refresh the index after an event");

@@ -100,7 +100,7 @@ async fn create_named(ctx: &Context, name: &str, body: ContainerCreateBody) -> R
         .await
         .map(|r| r.id)
         .map_err(|e| ctx.docker.classify(e, "container", name))?;
-    ctx.index.invalidate(&id);
+    ctx.index.settle(&ctx.docker, &id).await;
     Ok(id)
 }
 
@@ -129,8 +129,14 @@ pub async fn start(ctx: &Context, id: &str) -> Result<()> {
         .ok_or_else(|| Error::not_found("container", id))?;
     let full_id = c.id().to_string();
     let docker = ctx.docker.get().await?;
-    let started = docker.start_container(&full_id, None).await;
-    ctx.index.invalidate(&full_id);
+    let started = ctx
+        .index
+        .writing(
+            &ctx.docker,
+            &full_id,
+            docker.start_container(&full_id, None),
+        )
+        .await;
     match started {
         Ok(()) => {}
         Err(bollard::errors::Error::DockerResponseServerError {
@@ -174,9 +180,8 @@ pub async fn stop(ctx: &Context, id: &str, timeout: i64) -> Result<()> {
         return Ok(());
     };
     let full_id = c.id().to_string();
-    let stopped = ctx.docker.stop_container(&full_id, timeout).await;
-    ctx.index.invalidate(&full_id);
-    stopped?;
+    let stop = ctx.docker.stop_container(&full_id, timeout);
+    ctx.index.writing(&ctx.docker, &full_id, stop).await?;
     info!(container = %full_id, timeout, "container stopped");
     Ok(())
 }
@@ -187,9 +192,8 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
         return Ok(());
     };
     let full_id = c.id().to_string();
-    let removed = ctx.docker.remove_container(&full_id).await;
-    ctx.index.invalidate(&full_id);
-    removed?;
+    let remove = ctx.docker.remove_container(&full_id);
+    ctx.index.writing(&ctx.docker, &full_id, remove).await?;
     let log = log_label(&c);
     ctx.logs.remove(&full_id, log.as_deref().map(Path::new));
     info!(container = %full_id, "container removed");
@@ -328,8 +332,8 @@ pub async fn update_resources(
         ..Default::default()
     };
     let docker = ctx.docker.get().await?;
-    let updated = docker.update_container(&full_id, update).await;
-    ctx.index.invalidate(&full_id);
+    let update = docker.update_container(&full_id, update);
+    let updated = ctx.index.writing(&ctx.docker, &full_id, update).await;
     updated.map_err(|e| match ctx.docker.classify(e, "container", id) {
         Error::Docker { source, .. } => Error::invalid(
             "linux",

@@ -38,10 +38,10 @@ struct Undo {
 impl Undo {
     async fn run(self, ctx: &Context) {
         if let Some(id) = &self.container {
-            if let Err(e) = ctx.docker.remove_container(id).await {
+            let remove = ctx.docker.remove_container(id);
+            if let Err(e) = ctx.index.writing(&ctx.docker, id, remove).await {
                 warn!(sandbox = %id, error = %e, "cannot remove the half-made sandbox");
             }
-            ctx.index.invalidate(id);
         }
         if let Some(id) = &self.checkpoint {
             let _ = checkpoint::remove(&ctx.config.root_directory, id);
@@ -137,13 +137,12 @@ async fn create_and_start(
         },
     )?;
 
-    let started = docker.start_container(&id, None).await;
-    ctx.index.invalidate(&id);
+    let start = docker.start_container(&id, None);
+    let started = ctx.index.writing(&ctx.docker, &id, start).await;
     started.map_err(|e| ctx.docker.classify(e, "pod sandbox", name))?;
-    // Inspecting through the index records the running sandbox in it.
     let sandbox = ctx
         .index
-        .refresh(&ctx.docker, &id)
+        .get(&ctx.docker, &id)
         .await?
         .ok_or_else(|| Error::not_found("pod sandbox", name))?;
     if !sandbox.running() {
@@ -192,9 +191,8 @@ async fn reuse_existing(ctx: &Context, name: &str) -> Result<Option<String>> {
         return Ok(Some(id));
     }
     info!(container = %id, name, "removing a dead container in the way of the sandbox name");
-    let removed = ctx.docker.remove_container(&id).await;
-    ctx.index.invalidate(&id);
-    removed?;
+    let remove = ctx.docker.remove_container(&id);
+    ctx.index.writing(&ctx.docker, &id, remove).await?;
     let _ = checkpoint::remove(&ctx.config.root_directory, &id);
     Ok(None)
 }
@@ -275,7 +273,7 @@ async fn members(ctx: &Context, id: &str) -> Result<Vec<String>> {
     Ok(containers.into_iter().filter_map(|c| c.id).collect())
 }
 
-/// Stops (or removes) containers at once, each marked changed in the index.
+/// Stops (or removes) containers at once, each recorded in the index.
 async fn for_each_container<'a, F, Fut>(ctx: &'a Context, ids: &'a [String], act: F) -> Result<()>
 where
     F: Fn(&'a str) -> Fut,
@@ -283,11 +281,7 @@ where
 {
     let results = join_all(ids.iter().map(|id| {
         let done = act(id);
-        async move {
-            let result = done.await;
-            ctx.index.invalidate(id);
-            result
-        }
+        ctx.index.writing(&ctx.docker, id, done)
     }))
     .await;
     results.into_iter().collect()
@@ -316,9 +310,8 @@ pub async fn stop(ctx: &Context, id: &str) -> Result<()> {
         ctx.docker.stop_container(c, STOP_GRACE_SECS)
     })
     .await?;
-    let stopped = ctx.docker.stop_container(&full_id, STOP_GRACE_SECS).await;
-    ctx.index.invalidate(&full_id);
-    stopped?;
+    let stop = ctx.docker.stop_container(&full_id, STOP_GRACE_SECS);
+    ctx.index.writing(&ctx.docker, &full_id, stop).await?;
     info!(sandbox = %full_id, "pod sandbox stopped");
     Ok(())
 }
@@ -337,9 +330,8 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
     let containers = members(ctx, &full_id).await?;
     for_each_container(ctx, &containers, |c| ctx.docker.remove_container(c)).await?;
     if sandbox.is_some() {
-        let removed = ctx.docker.remove_container(&full_id).await;
-        ctx.index.invalidate(&full_id);
-        removed?;
+        let remove = ctx.docker.remove_container(&full_id);
+        ctx.index.writing(&ctx.docker, &full_id, remove).await?;
         info!(sandbox = %full_id, "pod sandbox removed");
     }
     if full_id.chars().all(|c| c.is_ascii_hexdigit()) && !full_id.is_empty() {
@@ -464,7 +456,7 @@ pub async fn update_resources(
     saved.overhead = overhead;
     saved.resources = resources;
     checkpoint::save(root, &full_id, &saved)?;
-    ctx.index.invalidate(&full_id);
+    ctx.index.settle(&ctx.docker, &full_id).await;
     debug!(sandbox = %full_id, "pod sandbox resources recorded");
     Ok(())
 }
