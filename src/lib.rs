@@ -9,6 +9,7 @@ pub mod error;
 pub mod image;
 pub mod listener;
 pub mod logs;
+pub mod network;
 pub mod runtime;
 pub mod server;
 pub mod stats;
