@@ -13,9 +13,10 @@ use crate::context::Context;
 use crate::docker::sandbox_body::{self, PodNetwork, SANDBOX_OOM_SCORE_ADJ, SandboxInputs};
 use crate::docker::{labels, sandbox_status, time};
 use crate::error::{Error, Result};
+use crate::network;
 use crate::proto::{
-    LinuxContainerResources, PodSandbox, PodSandboxConfig, PodSandboxFilter,
-    PodSandboxStatusResponse, SecurityProfile,
+    LinuxContainerResources, PodIp, PodSandbox, PodSandboxConfig, PodSandboxFilter,
+    PodSandboxNetworkStatus, PodSandboxStatusResponse, SecurityProfile,
 };
 use crate::runtime::checkpoint::{self, SandboxCheckpoint};
 use crate::runtime::pause;
@@ -153,6 +154,7 @@ async fn create_and_start(
             ),
         });
     }
+    network::setup(ctx, &id, config, state.pid.unwrap_or_default()).await?;
     Ok(id)
 }
 
@@ -271,6 +273,12 @@ async fn members(ctx: &Context, id: &str) -> Result<Vec<String>> {
     Ok(containers.into_iter().filter_map(|c| c.id).collect())
 }
 
+/// The pause container's pid while it runs.
+fn running_pid(sandbox: &bollard::models::ContainerInspectResponse) -> Option<i64> {
+    let state = sandbox.state.as_ref()?;
+    (state.running == Some(true)).then_some(state.pid?)
+}
+
 fn lock_key(sandbox: &bollard::models::ContainerInspectResponse) -> String {
     sandbox
         .name
@@ -284,6 +292,8 @@ fn lock_key(sandbox: &bollard::models::ContainerInspectResponse) -> String {
 /// container. Unknown ids and stopped pods are success.
 pub async fn stop(ctx: &Context, id: &str) -> Result<()> {
     let Some(sandbox) = find(ctx, id).await? else {
+        // The pause container is gone; its pod network may not be.
+        network::teardown(ctx, id, None).await?;
         return Ok(());
     };
     let full_id = sandbox.id.clone().unwrap_or_default();
@@ -295,6 +305,7 @@ pub async fn stop(ctx: &Context, id: &str) -> Result<()> {
     for result in join_all(stops).await {
         result?;
     }
+    network::teardown(ctx, &full_id, running_pid(&sandbox)).await?;
     ctx.docker.stop_container(&full_id, STOP_GRACE_SECS).await?;
     info!(sandbox = %full_id, "pod sandbox stopped");
     Ok(())
@@ -319,6 +330,8 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
     for result in join_all(removals).await {
         result?;
     }
+    // Normally done by the stop before; a remove alone must not leak it.
+    network::teardown(ctx, &full_id, sandbox.as_ref().and_then(running_pid)).await?;
     if sandbox.is_some() {
         ctx.docker.remove_container(&full_id).await?;
         info!(sandbox = %full_id, "pod sandbox removed");
@@ -349,12 +362,17 @@ pub async fn status(ctx: &Context, id: &str, verbose: bool) -> Result<PodSandbox
         .ok_or_else(|| Error::not_found("pod sandbox", id))?;
     let full_id = sandbox.id.clone().unwrap_or_default();
     let saved = checkpoint::load(&ctx.config.root_directory, &full_id);
-    let status = sandbox_status::status(
+    let mut status = sandbox_status::status(
         &sandbox,
         saved.as_ref().and_then(|c| c.config.as_ref()),
         saved.as_ref().map(|c| c.runtime_handler.as_str()),
     )
     .ok_or_else(|| Error::not_found("pod sandbox", id))?;
+    // A CNI pod's IPs are in the CNI result cache, not in Docker.
+    if let Some((ip, others)) = network::pod_ips(ctx, &full_id) {
+        let additional_ips = others.into_iter().map(|ip| PodIp { ip }).collect();
+        status.network = Some(PodSandboxNetworkStatus { ip, additional_ips });
+    }
     let mut info = HashMap::new();
     if verbose {
         info.insert(
