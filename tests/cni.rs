@@ -17,7 +17,8 @@ use std::time::Duration;
 use common::*;
 use dockercri::proto::{
     LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
-    PodSandboxStatusRequest, PortMapping, Protocol, RunPodSandboxRequest, StatusRequest,
+    NetworkConfig, PodSandboxStatusRequest, PortMapping, Protocol, RunPodSandboxRequest,
+    RuntimeConfig, StatusRequest, UpdateRuntimeConfigRequest,
 };
 use tonic::Code;
 
@@ -32,6 +33,8 @@ struct TestNet {
     bridge: String,
     /// The first three octets of the /24, e.g. `10.231.17`.
     prefix: String,
+    /// The first four groups of the IPv6 /64, e.g. `fd00:dc:1:2`.
+    prefix6: String,
 }
 
 impl TestNet {
@@ -43,6 +46,7 @@ impl TestNet {
             dir: tempdir(),
             name: format!("net-{bridge}"),
             prefix: format!("10.231.{}", r[0]),
+            prefix6: format!("fd00:dc:{:x}:{:x}", r[1], r[2]),
             bridge,
         };
         std::fs::create_dir_all(net.conf_dir()).unwrap();
@@ -87,6 +91,25 @@ impl TestNet {
             ],
         })
         .to_string()
+    }
+
+    /// A conflist whose host-local ranges come from the pod CIDR
+    /// (`ipRanges`), as kubelet's `UpdateRuntimeConfig` sets it.
+    fn install_pod_cidr_config(&self) {
+        let conf = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": self.name,
+            "plugins": [
+                {
+                    "type": "bridge", "bridge": self.bridge, "isGateway": true,
+                    "capabilities": {"ipRanges": true},
+                    "ipam": {"type": "host-local", "dataDir": self.ipam_dir()},
+                },
+                {"type": "firewall"},
+            ],
+        });
+        let path = self.conf_dir().join("10-test.conflist");
+        std::fs::write(&path, conf.to_string()).unwrap();
     }
 
     fn install(&self) {
@@ -147,19 +170,24 @@ impl Drop for TestNet {
     fn drop(&mut self) {
         // A test that failed before its pods stopped leaves the firewall
         // plugin's per-IP rules in the shared CNI-FORWARD chain.
-        let rules = std::process::Command::new("iptables")
-            .args(["-S", "CNI-FORWARD"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        let ours = format!(" {}.", self.prefix);
-        for rule in rules
-            .lines()
-            .filter(|r| r.starts_with("-A ") && r.contains(&ours))
-        {
-            let mut args: Vec<&str> = rule.split_whitespace().collect();
-            args[0] = "-D";
-            let _ = std::process::Command::new("iptables").args(&args).status();
+        for (tool, ours) in [
+            ("iptables", format!(" {}.", self.prefix)),
+            ("ip6tables", format!(" {}:", self.prefix6)),
+        ] {
+            let rules = std::process::Command::new(tool)
+                .args(["-S", "CNI-FORWARD"])
+                .stderr(std::process::Stdio::null())
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            for rule in rules
+                .lines()
+                .filter(|r| r.starts_with("-A ") && r.contains(&ours))
+            {
+                let mut args: Vec<&str> = rule.split_whitespace().collect();
+                args[0] = "-D";
+                let _ = std::process::Command::new(tool).args(&args).status();
+            }
         }
         let _ = std::process::Command::new("ip")
             .args(["link", "del", &self.bridge])
@@ -476,4 +504,33 @@ async fn stop_after_the_pause_container_is_gone_frees_the_ip() {
     assert!(net.allocated().is_empty());
     assert!(net.cache_entries().is_empty());
     h.stop_pod(&id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pod_cidr_reaches_ipam_and_dual_stack_ips_are_reported() {
+    let net = TestNet::new();
+    net.install_pod_cidr_config();
+    let h = net.harness().await;
+    let cidr = format!("{},{}::/64", net.subnet(), net.prefix6);
+    h.rt()
+        .update_runtime_config(UpdateRuntimeConfigRequest {
+            runtime_config: Some(RuntimeConfig {
+                network_config: Some(NetworkConfig { pod_cidr: cidr }),
+            }),
+        })
+        .await
+        .unwrap();
+    let id = h.run_pod(h.pod_config("dual")).await;
+    let (ip, more) = pod_ip(&h, &id).await;
+    assert!(in_subnet(&net, &ip), "{ip} in {}", net.subnet());
+    assert_eq!(more.len(), 1, "{more:?}");
+    let v6: std::net::Ipv6Addr = more[0].parse().unwrap();
+    assert!(
+        v6.to_string().starts_with(&format!("{}:", net.prefix6)),
+        "{v6} in {}::/64",
+        net.prefix6
+    );
+    assert_eq!(net.allocated().len(), 2);
+    h.stop_pod(&id).await;
+    assert!(net.allocated().is_empty());
 }

@@ -11,6 +11,8 @@ pub mod conf;
 pub mod exec;
 pub mod result;
 
+use std::path::PathBuf;
+
 use serde_json::{Map, Value};
 use tracing::{debug, info, warn};
 
@@ -85,32 +87,43 @@ pub async fn setup(
         capability_args: caps,
         result: Value::Null,
     };
-    let added = add(ctx, &net, &entry).await.and_then(|result| {
-        entry.result = result;
-        cache::save(&ctx.config.cni_cache_dir, &entry).map_err(|e| {
-            format!(
-                "cannot cache the CNI result under {}: {e}",
-                ctx.config.cni_cache_dir.display()
-            )
-        })
-    });
-    if let Err(why) = added {
-        if let Err(del) = del(ctx, &net, &entry, &entry.netns).await {
-            warn!(sandbox = %sandbox_id, error = %del, "CNI DEL after a failed ADD failed too");
-        }
-        return Err(Error::Network {
-            what: format!(
-                "setting up network {:?} for pod sandbox {sandbox_id}",
-                net.name
-            ),
-            why,
+    let name = net.name.clone();
+    let bin_dirs = ctx.config.cni_bin_dirs.clone();
+    let cache_dir = ctx.config.cni_cache_dir.clone();
+    // On a task of its own, so that a cancelled RunPodSandbox cannot kill a
+    // plugin half-way: ADD ends cached, or undone.
+    let attach = tokio::spawn(async move {
+        let added = add(&bin_dirs, &net, &entry).await.and_then(|result| {
+            entry.result = result;
+            cache::save(&cache_dir, &entry).map_err(|e| {
+                format!(
+                    "cannot cache the CNI result under {}: {e}",
+                    cache_dir.display()
+                )
+            })
         });
-    }
-    let ips = result::pod_ips(&entry.result);
+        match added {
+            Ok(()) => Ok(entry.result),
+            Err(why) => {
+                if let Err(del) = del(&bin_dirs, &net, &entry, &entry.netns).await {
+                    warn!(sandbox = %entry.container_id, error = %del, "CNI DEL after a failed ADD failed too");
+                }
+                Err(why)
+            }
+        }
+    });
+    let result = attach
+        .await
+        .map_err(|e| Error::Internal(format!("the CNI ADD task failed: {e}")))?
+        .map_err(|why| Error::Network {
+            what: format!("setting up network {name:?} for pod sandbox {sandbox_id}"),
+            why,
+        })?;
+    let ips = result::pod_ips(&result);
     if ips.is_empty() {
-        warn!(sandbox = %sandbox_id, network = %net.name, "the CNI result has no pod IP");
+        warn!(sandbox = %sandbox_id, network = %name, "the CNI result has no pod IP");
     }
-    info!(sandbox = %sandbox_id, network = %net.name, ips = ?ips, "pod network set up");
+    info!(sandbox = %sandbox_id, network = %name, ips = ?ips, "pod network set up");
     Ok(())
 }
 
@@ -143,7 +156,7 @@ pub async fn teardown(ctx: &Context, sandbox_id: &str, pid: Option<i64>) -> Resu
         .map(netns_path)
         .filter(|p| exec::netns_exists(p))
         .unwrap_or_default();
-    del(ctx, &net, &entry, &netns)
+    del(&ctx.config.cni_bin_dirs, &net, &entry, &netns)
         .await
         .map_err(|why| Error::Network {
             what: format!(
@@ -195,7 +208,7 @@ fn plugin_config(
 
 /// ADD through every plugin in order, each seeing the previous result.
 async fn add(
-    ctx: &Context,
+    bin_dirs: &[PathBuf],
     net: &NetworkList,
     entry: &Entry,
 ) -> std::result::Result<Value, String> {
@@ -206,7 +219,7 @@ async fn add(
         netns: &entry.netns,
         ifname: &entry.if_name,
         args: &env_args,
-        bin_dirs: &ctx.config.cni_bin_dirs,
+        bin_dirs,
     };
     let mut prev = Value::Null;
     for i in 0..net.plugins.len() {
@@ -224,7 +237,7 @@ async fn add(
 /// `prevResult`. Every plugin runs even when one fails (each releases its
 /// own part); the first failure is the answer.
 async fn del(
-    ctx: &Context,
+    bin_dirs: &[PathBuf],
     net: &NetworkList,
     entry: &Entry,
     netns: &str,
@@ -236,7 +249,7 @@ async fn del(
         netns,
         ifname: &entry.if_name,
         args: &env_args,
-        bin_dirs: &ctx.config.cni_bin_dirs,
+        bin_dirs,
     };
     let mut first_failure = None;
     for i in (0..net.plugins.len()).rev() {
