@@ -534,3 +534,36 @@ async fn the_pod_cidr_reaches_ipam_and_dual_stack_ips_are_reported() {
     h.stop_pod(&id).await;
     assert!(net.allocated().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandbox_whose_add_never_finished_is_replaced() {
+    let net = TestNet::new();
+    net.install();
+    let h = net.harness().await;
+    let config = h.pod_config("again");
+    let first = h.run_pod(config.clone()).await;
+    // The same pod asked again is the same sandbox.
+    assert_eq!(h.run_pod(config.clone()).await, first);
+
+    // What dockercri leaves when it dies during ADD: the cache entry
+    // written before the plugins ran, without a result.
+    let [entry] = net.cache_entries().try_into().unwrap();
+    let path = net.cache_dir().join("results").join(entry);
+    let mut cached: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    cached.as_object_mut().unwrap().remove("result");
+    std::fs::write(&path, cached.to_string()).unwrap();
+    assert_eq!(pod_ip(&h, &first).await.0, "");
+
+    // The retry tears the half-made one down and makes a working one.
+    let second = h.run_pod(config).await;
+    assert_ne!(second, first);
+    let gone = docker().await.inspect_container(&first, None).await;
+    assert!(gone.is_err(), "the half-made sandbox is still there");
+    let (ip, _) = pod_ip(&h, &second).await;
+    assert!(in_subnet(&net, &ip), "{ip}");
+    assert_eq!(net.allocated(), vec![ip]);
+    h.stop_pod(&second).await;
+    assert!(net.allocated().is_empty());
+    assert!(net.cache_entries().is_empty());
+}

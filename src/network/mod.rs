@@ -91,23 +91,32 @@ pub async fn setup(
     let bin_dirs = ctx.config.cni_bin_dirs.clone();
     let cache_dir = ctx.config.cni_cache_dir.clone();
     // On a task of its own, so that a cancelled RunPodSandbox cannot kill a
-    // plugin half-way: ADD ends cached, or undone.
+    // plugin half-way: ADD ends cached, or undone. The entry is written
+    // first without a result, so that if dockercri dies during the ADD, the
+    // DEL of a later stop or retry still finds what it needs.
     let attach = tokio::spawn(async move {
-        let added = add(&bin_dirs, &net, &entry).await.and_then(|result| {
-            entry.result = result;
-            cache::save(&cache_dir, &entry).map_err(|e| {
+        let save = |entry: &Entry| {
+            cache::save(&cache_dir, entry).map_err(|e| {
                 format!(
-                    "cannot cache the CNI result under {}: {e}",
+                    "cannot write the CNI cache under {}: {e}",
                     cache_dir.display()
                 )
             })
+        };
+        save(&entry)?;
+        let added = add(&bin_dirs, &net, &entry).await.and_then(|result| {
+            entry.result = result;
+            save(&entry)
         });
         match added {
             Ok(()) => Ok(entry.result),
             Err(why) => {
+                entry.result = Value::Null;
                 if let Err(del) = del(&bin_dirs, &net, &entry, &entry.netns).await {
                     warn!(sandbox = %entry.container_id, error = %del, "CNI DEL after a failed ADD failed too");
                 }
+                // The sandbox goes too, so nothing would ever stop it again.
+                let _ = cache::remove(&cache_dir, &entry);
                 Err(why)
             }
         }
@@ -169,6 +178,15 @@ pub async fn teardown(ctx: &Context, sandbox_id: &str, pid: Option<i64>) -> Resu
         .map_err(|e| Error::io(format!("removing the CNI cache entry of {sandbox_id}"), e))?;
     info!(sandbox = %sandbox_id, network = %net.name, "pod network torn down");
     Ok(())
+}
+
+/// Whether a running sandbox has the network it needs: it is not a CNI
+/// pod, or its ADD finished (a result is cached). One whose ADD never
+/// finished (dockercri died half-way) has to be made again.
+pub fn attached(ctx: &Context, sandbox_id: &str, config: &PodSandboxConfig) -> bool {
+    !applies(ctx, config)
+        || cache::find(&ctx.config.cni_cache_dir, sandbox_id, IFNAME, None)
+            .is_some_and(|e| !e.result.is_null())
 }
 
 /// The pod's IPs from the CNI result cache: the primary and the others.

@@ -71,7 +71,7 @@ pub async fn run(ctx: &Context, config: PodSandboxConfig, runtime_handler: &str)
     sandbox_body::create_body(&config, &inputs)?;
 
     let _pod = ctx.pod_locks.lock(&name).await;
-    if let Some(id) = reuse_existing(ctx, &name).await? {
+    if let Some(id) = reuse_existing(ctx, &name, &config).await? {
         return Ok(id);
     }
     if let Some(handler) = runtime {
@@ -177,19 +177,25 @@ fn create_dir(dir: &Path) -> Result<Option<PathBuf>> {
 }
 
 /// The same pod asked for twice: the running sandbox is the answer; a dead
-/// one in the way of the name is removed.
-async fn reuse_existing(ctx: &Context, name: &str) -> Result<Option<String>> {
+/// one in the way of the name is removed, and so is a CNI pod whose
+/// network setup never finished.
+async fn reuse_existing(
+    ctx: &Context,
+    name: &str,
+    config: &PodSandboxConfig,
+) -> Result<Option<String>> {
     let Some(existing) = ctx.docker.inspect_container(name, "pod sandbox").await? else {
         return Ok(None);
     };
     let id = existing.id.clone().unwrap_or_default();
     let running = existing.state.as_ref().and_then(|s| s.running) == Some(true);
     let labels = existing.config.as_ref().and_then(|c| c.labels.as_ref());
-    if running && sandbox_status::is_sandbox(labels) {
+    if running && sandbox_status::is_sandbox(labels) && network::attached(ctx, &id, config) {
         debug!(sandbox = %id, "the pod already has a running sandbox");
         return Ok(Some(id));
     }
-    info!(container = %id, name, "removing a dead container in the way of the sandbox name");
+    info!(container = %id, name, "removing a dead (or never networked) container in the way of the sandbox name");
+    network::teardown(ctx, &id, running_pid(&existing)).await?;
     ctx.docker.remove_container(&id).await?;
     let _ = checkpoint::remove(&ctx.config.root_directory, &id);
     Ok(None)
