@@ -41,17 +41,7 @@ pub fn parse(bytes: &[u8], list: bool) -> Result<NetworkList, String> {
         return Err("not a JSON object".into());
     };
     let name = string_field(&top, "name")?;
-    let cni_version = top
-        .get("cniVersion")
-        .and_then(Value::as_str)
-        .unwrap_or("0.1.0")
-        .to_string();
-    if !SUPPORTED_VERSIONS.contains(&cni_version.as_str()) {
-        return Err(format!(
-            "cniVersion {cni_version:?} is not supported (supported: {})",
-            SUPPORTED_VERSIONS.join(", ")
-        ));
-    }
+    let cni_version = version(&top)?;
     let plugins = if list {
         let Some(Value::Array(items)) = top.get("plugins") else {
             return Err("\"plugins\" must be a list".into());
@@ -88,6 +78,34 @@ pub fn parse(bytes: &[u8], list: bool) -> Result<NetworkList, String> {
         bytes,
         source: PathBuf::new(),
     })
+}
+
+/// The spec version to speak: the highest supported one of `cniVersions`
+/// (spec 1.1.0) when the list has it, else `cniVersion` (0.1.0 if absent).
+fn version(top: &Map<String, Value>) -> Result<String, String> {
+    let supported = |v: &str| SUPPORTED_VERSIONS.iter().position(|s| *s == v);
+    let unsupported = |what: String| {
+        format!(
+            "{what} not supported (supported: {})",
+            SUPPORTED_VERSIONS.join(", ")
+        )
+    };
+    if let Some(Value::Array(listed)) = top.get("cniVersions") {
+        return listed
+            .iter()
+            .filter_map(Value::as_str)
+            .filter_map(supported)
+            .max()
+            .map(|i| SUPPORTED_VERSIONS[i].to_string())
+            .ok_or_else(|| unsupported(format!("none of cniVersions {listed:?} is")));
+    }
+    let v = top
+        .get("cniVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("0.1.0");
+    supported(v)
+        .map(|_| v.to_string())
+        .ok_or_else(|| unsupported(format!("cniVersion {v:?} is")))
 }
 
 fn string_field(map: &Map<String, Value>, key: &str) -> Result<String, String> {
@@ -181,6 +199,24 @@ mod tests {
     }
 
     #[test]
+    fn the_highest_supported_listed_version_wins() {
+        for (text, want) in [
+            (r#"{"cniVersion":"0.4.0"}"#, "0.4.0"),
+            (
+                r#"{"cniVersion":"0.4.0","cniVersions":["1.0.0","1.1.0","2.0.0"]}"#,
+                "1.1.0",
+            ),
+            (r#"{"cniVersions":["1.0.0","0.3.1"]}"#, "1.0.0"),
+        ] {
+            let mut conf: Map<String, Value> = serde_json::from_str(text).unwrap();
+            conf.insert("name".into(), "n".into());
+            conf.insert("type".into(), "bridge".into());
+            let bytes = serde_json::to_vec(&conf).unwrap();
+            assert_eq!(parse(&bytes, false).unwrap().cni_version, want, "{text}");
+        }
+    }
+
+    #[test]
     fn bad_configs_say_why() {
         for (text, list, why) in [
             ("nope", true, "not JSON"),
@@ -214,6 +250,11 @@ mod tests {
                 r#"{"name":"x","type":"bridge"}"#,
                 false,
                 "\"0.1.0\" is not supported",
+            ),
+            (
+                r#"{"cniVersions":["0.2.0","9.9.9"],"name":"x","type":"bridge"}"#,
+                false,
+                "none of cniVersions",
             ),
         ] {
             let err = parse(text.as_bytes(), list).unwrap_err();
