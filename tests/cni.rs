@@ -2,11 +2,13 @@
 //! Debian's reference plugins (bridge, host-local, portmap, firewall in
 //! /usr/lib/cni): pod IPs from the configured subnet, pod-to-pod traffic,
 //! host ports through portmap, IPs freed on stop (also after a restart or
-//! once the pause container is gone), NetworkReady following the config
-//! directory, clean failure, and host-network pods bypassing CNI.
+//! once the pause container is gone), the pod CIDR and dual-stack IPs,
+//! NetworkReady following the config directory, clean failure, a sandbox
+//! whose ADD never finished, and host-network pods bypassing CNI.
 //!
-//! Each test makes its own bridge (`dcri<random>`) and /24 under
-//! 10.231.0.0/16 and deletes the bridge when done.
+//! Each test makes its own bridge (`dcri<random>`), a /24 under
+//! 10.231.0.0/16 and a /64 under fd00:dc::/32, and deletes the bridge and
+//! any firewall rules for its subnets when done.
 
 mod common;
 
