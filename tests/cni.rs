@@ -19,8 +19,8 @@ use std::time::Duration;
 use common::*;
 use dockercri::proto::{
     LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
-    NetworkConfig, PodSandboxStatusRequest, PortMapping, Protocol, RunPodSandboxRequest,
-    RuntimeConfig, StatusRequest, UpdateRuntimeConfigRequest,
+    NetworkConfig, PodSandboxStatusRequest, PortMapping, Protocol, RemovePodSandboxRequest,
+    RunPodSandboxRequest, RuntimeConfig, StatusRequest, UpdateRuntimeConfigRequest,
 };
 use tonic::Code;
 
@@ -568,4 +568,22 @@ async fn a_sandbox_whose_add_never_finished_is_replaced() {
     h.stop_pod(&second).await;
     assert!(net.allocated().is_empty());
     assert!(net.cache_entries().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn remove_without_stop_frees_the_ip() {
+    let net = TestNet::new();
+    net.install();
+    let h = net.harness().await;
+    let id = h.run_pod(h.pod_config("removed")).await;
+    assert_eq!(net.allocated().len(), 1);
+    h.rt()
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(net.allocated().is_empty());
+    assert!(net.cache_entries().is_empty());
+    assert!(test_containers(&h).await.is_empty());
 }
