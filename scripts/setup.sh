@@ -8,7 +8,10 @@ set -euo pipefail
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 need_pkgs=()
-for pkg in docker.io busybox-static docker-registry apache2-utils curl systemd tar; do
+# containernetworking-plugins (in /usr/lib/cni), iptables (portmap,
+# firewall) and iproute2: the CNI pod-network tests.
+for pkg in docker.io busybox-static docker-registry apache2-utils curl systemd tar \
+  containernetworking-plugins iptables iproute2; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then

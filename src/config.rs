@@ -56,7 +56,7 @@ pub struct Flags {
     /// "" for Docker's bridge network, or "cni".
     #[arg(long, value_name = "PLUGIN")]
     pub network_plugin: Option<String>,
-    /// Directory of CNI plugin binaries.
+    /// Directories of CNI plugin binaries, comma- or colon-separated.
     #[arg(long, value_name = "DIR")]
     pub cni_bin_dir: Option<String>,
     /// Directory of CNI network configurations.
@@ -323,7 +323,8 @@ impl Config {
                 .cni_bin_dir
                 .or(file.cni_bin_dir)
                 .unwrap_or_else(|| "/opt/cni/bin".into())
-                .split(',')
+                // Commas as cri-dockerd, colons as CNI_PATH.
+                .split([',', ':'])
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from)
                 .collect(),
@@ -465,6 +466,13 @@ mod tests {
         assert_eq!(c.cni_bin_dirs, vec![PathBuf::from("/opt/cni/bin")]);
         assert_eq!(c.image_pull_progress_deadline, Duration::from_secs(60));
         assert_eq!(c.restrict_oom_score_adj, None);
+    }
+
+    #[test]
+    fn cni_bin_dir_is_a_list() {
+        let c = Config::load(flags(&["--cni-bin-dir", "/a,/b:/c,"])).unwrap();
+        let want: Vec<PathBuf> = ["/a", "/b", "/c"].iter().map(PathBuf::from).collect();
+        assert_eq!(c.cni_bin_dirs, want);
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub enum Error {
         #[source]
         source: bollard::errors::Error,
     },
+    /// A CNI plugin failed, or its configuration cannot be used.
+    #[error("{what}: {why}")]
+    Network { what: String, why: String },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -104,7 +107,10 @@ impl Error {
             Error::DeadlineExceeded { .. } | Error::PullStalled { .. } => Code::DeadlineExceeded,
             Error::AuthenticationFailed { .. } => Code::Unauthenticated,
             Error::ResourceExhausted { .. } => Code::ResourceExhausted,
-            Error::Docker { .. } | Error::Io { .. } | Error::Internal(_) => Code::Internal,
+            Error::Docker { .. }
+            | Error::Network { .. }
+            | Error::Io { .. }
+            | Error::Internal(_) => Code::Internal,
         }
     }
 }
@@ -149,6 +155,13 @@ mod tests {
                 Error::Docker {
                     what: "x".into(),
                     source: refused(),
+                },
+                Code::Internal,
+            ),
+            (
+                Error::Network {
+                    what: "x".into(),
+                    why: "plugin failed".into(),
                 },
                 Code::Internal,
             ),

@@ -10,6 +10,7 @@ pub mod image;
 pub mod index;
 pub mod listener;
 pub mod logs;
+pub mod network;
 pub mod runtime;
 pub mod server;
 pub mod stats;

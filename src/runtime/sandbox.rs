@@ -15,9 +15,10 @@ use crate::docker::sandbox_body::{self, PodNetwork, SANDBOX_OOM_SCORE_ADJ, Sandb
 use crate::docker::{labels, sandbox_status, time};
 use crate::error::{Error, Result};
 use crate::index::{Entry, View};
+use crate::network;
 use crate::proto::{
-    LinuxContainerResources, PodSandbox, PodSandboxConfig, PodSandboxFilter,
-    PodSandboxStatusResponse, SecurityProfile,
+    LinuxContainerResources, PodIp, PodSandbox, PodSandboxConfig, PodSandboxFilter,
+    PodSandboxNetworkStatus, PodSandboxStatusResponse, SecurityProfile,
 };
 use crate::runtime::checkpoint::{self, SandboxCheckpoint};
 use crate::runtime::pause;
@@ -73,7 +74,7 @@ pub async fn run(ctx: &Context, config: PodSandboxConfig, runtime_handler: &str)
     sandbox_body::create_body(&config, &inputs)?;
 
     let _pod = ctx.pod_locks.lock(&name).await;
-    if let Some(id) = reuse_existing(ctx, &name).await? {
+    if let Some(id) = reuse_existing(ctx, &name, &config).await? {
         return Ok(id);
     }
     if let Some(handler) = runtime {
@@ -156,6 +157,8 @@ async fn create_and_start(
             ),
         });
     }
+    let pid = running_pid(&sandbox.inspect).unwrap_or_default();
+    network::setup(ctx, &id, config, pid).await?;
     Ok(id)
 }
 
@@ -178,19 +181,25 @@ fn create_dir(dir: &Path) -> Result<Option<PathBuf>> {
 }
 
 /// The same pod asked for twice: the running sandbox is the answer; a dead
-/// one in the way of the name is removed.
-async fn reuse_existing(ctx: &Context, name: &str) -> Result<Option<String>> {
+/// one in the way of the name is removed, and so is a CNI pod whose
+/// network setup never finished.
+async fn reuse_existing(
+    ctx: &Context,
+    name: &str,
+    config: &PodSandboxConfig,
+) -> Result<Option<String>> {
     let Some(existing) = ctx.docker.inspect_container(name, "pod sandbox").await? else {
         return Ok(None);
     };
     let id = existing.id.clone().unwrap_or_default();
     let running = existing.state.as_ref().and_then(|s| s.running) == Some(true);
     let labels = existing.config.as_ref().and_then(|c| c.labels.as_ref());
-    if running && sandbox_status::is_sandbox(labels) {
+    if running && sandbox_status::is_sandbox(labels) && network::attached(ctx, &id, config) {
         debug!(sandbox = %id, "the pod already has a running sandbox");
         return Ok(Some(id));
     }
-    info!(container = %id, name, "removing a dead container in the way of the sandbox name");
+    info!(container = %id, name, "removing a dead (or never networked) container in the way of the sandbox name");
+    network::teardown(ctx, &id, running_pid(&existing)).await?;
     let remove = ctx.docker.remove_container(&id);
     ctx.index.writing(&ctx.docker, &id, remove).await?;
     let _ = checkpoint::remove(&ctx.config.root_directory, &id);
@@ -287,6 +296,12 @@ where
     results.into_iter().collect()
 }
 
+/// The pause container's pid while it runs.
+fn running_pid(sandbox: &bollard::models::ContainerInspectResponse) -> Option<i64> {
+    let state = sandbox.state.as_ref()?;
+    (state.running == Some(true)).then_some(state.pid?)
+}
+
 fn lock_key(sandbox: &Entry) -> String {
     sandbox
         .inspect
@@ -301,6 +316,8 @@ fn lock_key(sandbox: &Entry) -> String {
 /// container. Unknown ids and stopped pods are success.
 pub async fn stop(ctx: &Context, id: &str) -> Result<()> {
     let Some(sandbox) = find(ctx, id).await? else {
+        // The pause container is gone; its pod network may not be.
+        network::teardown(ctx, id, None).await?;
         return Ok(());
     };
     let full_id = sandbox.id().to_string();
@@ -310,6 +327,7 @@ pub async fn stop(ctx: &Context, id: &str) -> Result<()> {
         ctx.docker.stop_container(c, STOP_GRACE_SECS)
     })
     .await?;
+    network::teardown(ctx, &full_id, running_pid(&sandbox.inspect)).await?;
     let stop = ctx.docker.stop_container(&full_id, STOP_GRACE_SECS);
     ctx.index.writing(&ctx.docker, &full_id, stop).await?;
     info!(sandbox = %full_id, "pod sandbox stopped");
@@ -329,6 +347,13 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
     };
     let containers = members(ctx, &full_id).await?;
     for_each_container(ctx, &containers, |c| ctx.docker.remove_container(c)).await?;
+    // Normally done by the stop before; a remove alone must not leak it.
+    network::teardown(
+        ctx,
+        &full_id,
+        sandbox.as_ref().and_then(|s| running_pid(&s.inspect)),
+    )
+    .await?;
     if sandbox.is_some() {
         let remove = ctx.docker.remove_container(&full_id);
         ctx.index.writing(&ctx.docker, &full_id, remove).await?;
@@ -364,6 +389,12 @@ pub async fn status(ctx: &Context, id: &str, verbose: bool) -> Result<PodSandbox
     else {
         return Err(Error::not_found("pod sandbox", id));
     };
+    let mut status = status.clone();
+    // A CNI pod's IPs are in the CNI result cache, not in Docker.
+    if let Some((ip, others)) = network::pod_ips(ctx, sandbox.id()) {
+        let additional_ips = others.into_iter().map(|ip| PodIp { ip }).collect();
+        status.network = Some(PodSandboxNetworkStatus { ip, additional_ips });
+    }
     let mut info = HashMap::new();
     if verbose {
         info.insert(
@@ -372,7 +403,7 @@ pub async fn status(ctx: &Context, id: &str, verbose: bool) -> Result<PodSandbox
         );
     }
     Ok(PodSandboxStatusResponse {
-        status: Some(status.clone()),
+        status: Some(status),
         info,
         containers_statuses: vec![],
         timestamp: time::now_ns(),

@@ -107,29 +107,7 @@ async fn network_ready(ctx: &Context) -> std::result::Result<(), String> {
                 .map(|_| ())
                 .map_err(|e| format!("docker network \"bridge\" is not usable: {e}"))
         }
-        NetworkPlugin::Cni => cni_config_present(&ctx.config.cni_conf_dir),
-    }
-}
-
-fn cni_config_present(dir: &Path) -> std::result::Result<(), String> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read CNI config directory {}: {e}", dir.display()))?;
-    let found = entries.flatten().any(|entry| {
-        let path = entry.path();
-        let is_conf = matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("conf" | "conflist" | "json")
-        );
-        is_conf
-            && std::fs::read(&path)
-                .ok()
-                .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-                .is_some_and(|v| v.get("name").is_some())
-    });
-    if found {
-        Ok(())
-    } else {
-        Err(format!("no valid CNI network config in {}", dir.display()))
+        NetworkPlugin::Cni => crate::network::ready(ctx),
     }
 }
 
@@ -357,20 +335,5 @@ mod tests {
             let err = validate_cidr(bad).unwrap_err();
             assert!(err.to_string().contains("pod_cidr"), "{bad}: {err}");
         }
-    }
-
-    #[test]
-    fn cni_readiness_needs_a_named_config() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(cni_config_present(dir.path()).is_err());
-        std::fs::write(dir.path().join("10-x.conflist"), "not json").unwrap();
-        assert!(cni_config_present(dir.path()).is_err());
-        std::fs::write(
-            dir.path().join("20-y.conflist"),
-            r#"{"name":"pods","plugins":[]}"#,
-        )
-        .unwrap();
-        assert!(cni_config_present(dir.path()).is_ok());
-        assert!(cni_config_present(&dir.path().join("missing")).is_err());
     }
 }
