@@ -11,6 +11,7 @@ async fn the_lifecycle_benchmark_runs_clean() {
         pods: 3,
         parallel: 2,
         read_rounds: 5,
+        repeats: 1,
         binary: env!("CARGO_BIN_EXE_dockercri").into(),
     })
     .await;

@@ -65,6 +65,9 @@ pub struct Plan {
     pub read_rounds: usize,
     /// The dockercri binary.
     pub binary: PathBuf,
+    /// Runs of each side, alternated (dockercri, Docker, Docker,
+    /// dockercri, ...) so that drift in the machine's load cancels out.
+    pub repeats: usize,
 }
 
 /// Latencies (µs) per operation, and errors.
@@ -129,26 +132,32 @@ pub async fn run(plan: Plan) -> Report {
     // Idle: serving, index synced, nothing asked yet.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_idle_kib = proc_status_kib(pid, "VmRSS:");
-    let cpu_before = cpu(pid);
-
-    let dockercri = Arc::new(Mutex::new(Samples::default()));
-    let t = Instant::now();
-    cri_run(&plan, &rt, dir.path(), &run_id, &dockercri).await;
-    let dockercri_wall = t.elapsed();
-    let cpu = cpu(pid).saturating_sub(cpu_before);
-    let rss_peak_kib = proc_status_kib(pid, "VmHWM:");
-    let _ = child.kill();
-    let _ = child.wait();
 
     let docker = Docker::connect_with_unix_defaults()
         .expect("docker socket")
         .negotiate_version()
         .await
         .expect("dockerd answers");
+    let dockercri = Arc::new(Mutex::new(Samples::default()));
     let raw = Arc::new(Mutex::new(Samples::default()));
-    let t = Instant::now();
-    raw_run(&plan, &docker, dir.path(), &run_id, &raw).await;
-    let docker_wall = t.elapsed();
+    let (mut dockercri_wall, mut docker_wall, mut cpu_used) = Default::default();
+    for round in 0..plan.repeats.max(1) {
+        for cri_side in [round % 2 == 0, round % 2 == 1] {
+            let t = Instant::now();
+            if cri_side {
+                let before = cpu(pid);
+                cri_run(&plan, &rt, dir.path(), &run_id, &dockercri).await;
+                cpu_used += cpu(pid).saturating_sub(before);
+                dockercri_wall += t.elapsed();
+            } else {
+                raw_run(&plan, &docker, dir.path(), &run_id, &raw).await;
+                docker_wall += t.elapsed();
+            }
+        }
+    }
+    let rss_peak_kib = proc_status_kib(pid, "VmHWM:");
+    let _ = child.kill();
+    let _ = child.wait();
     cleanup(&docker, &run_id).await;
 
     Report {
@@ -159,7 +168,7 @@ pub async fn run(plan: Plan) -> Report {
         docker_wall,
         rss_idle_kib,
         rss_peak_kib,
-        cpu,
+        cpu: cpu_used,
     }
 }
 
@@ -609,8 +618,9 @@ impl Report {
     pub fn render(&self) -> String {
         let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         let mut out = format!(
-            "{} pods with one container each, parallelism {}, {} rounds of reads with all present\n",
-            self.plan.pods, self.plan.parallel, self.plan.read_rounds
+            "{} pods with one container each, parallelism {}, {} rounds of reads with all present; \
+             {} run(s) each way, alternated\n",
+            self.plan.pods, self.plan.parallel, self.plan.read_rounds, self.plan.repeats
         );
         out += &format!(
             "{:<26} {:>9} {:>9} {:>9} | {:>9} {:>9} | {:>6}\n",
@@ -638,7 +648,8 @@ impl Report {
                 ms(c, 0.99),
             );
         }
-        let per_sec = |wall: Duration| self.plan.pods as f64 / wall.as_secs_f64().max(0.001);
+        let pods = (self.plan.pods * self.plan.repeats.max(1)) as f64;
+        let per_sec = |wall: Duration| pods / wall.as_secs_f64().max(0.001);
         out += &format!(
             "pods per second: dockercri {:.2} ({:.1} s), docker {:.2} ({:.1} s)\n",
             per_sec(self.dockercri_wall),

@@ -2,7 +2,8 @@
 //! made straight through bollard. Run:
 //! `cargo build --release && cargo bench --bench lifecycle`
 //! (`BENCH_PODS`, default 100; `BENCH_PARALLEL`, default 8;
-//! `BENCH_READ_ROUNDS`, default 500). Needs dockerd and the test images
+//! `BENCH_READ_ROUNDS`, default 500; `BENCH_REPEATS`, default 2: runs of
+//! each side, alternated). Needs dockerd and the test images
 //! (`scripts/setup.sh`).
 
 mod engine;
@@ -25,6 +26,7 @@ async fn main() {
         pods: env_or("BENCH_PODS", 100),
         parallel: env_or("BENCH_PARALLEL", 8),
         read_rounds: env_or("BENCH_READ_ROUNDS", 500),
+        repeats: env_or("BENCH_REPEATS", 2),
         binary,
     };
     let report = engine::run(plan).await;

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
@@ -44,7 +45,13 @@ struct State {
     /// and list reads do not inspect them, which would only wait for
     /// Docker's lock on the container; the write refreshes them itself.
     busy: HashMap<String, usize>,
+    /// Containers our writes removed, with the generation of the removal
+    /// and when: a refresh that began before it must not bring them back.
+    gone: HashMap<String, (u64, Instant)>,
 }
+
+/// How long a removal is remembered (far beyond any inspect's deadline).
+const GONE_MEMORY: Duration = Duration::from_secs(600);
 
 impl Index {
     /// An empty, unsynced index; `root` holds the sandbox checkpoints.
@@ -103,6 +110,44 @@ impl Index {
         self.settle(docker, id).await;
         busy.settled = true;
         result
+    }
+
+    /// Runs our Docker removal of container `id`; once Docker has it gone
+    /// the index forgets it at once, without asking Docker again.
+    pub async fn removing<T, E>(
+        &self,
+        docker: &DockerClient,
+        id: &str,
+        remove: impl std::future::Future<Output = std::result::Result<T, E>>,
+    ) -> std::result::Result<T, E> {
+        let mut busy = Busy::new(self, id);
+        let result = remove.await;
+        if result.is_ok() {
+            self.removed(id);
+        } else {
+            self.settle(docker, id).await;
+        }
+        busy.settled = true;
+        result
+    }
+
+    /// Forgets a container Docker no longer has.
+    fn removed(&self, id: &str) {
+        let mut state = self.write();
+        state.next_generation += 1;
+        let generation = state.next_generation;
+        state.entries.remove(id);
+        state.dirty.remove(id);
+        let now = Instant::now();
+        state
+            .gone
+            .retain(|_, (_, at)| now.duration_since(*at) < GONE_MEMORY);
+        state.gone.insert(id.to_string(), (generation, now));
+    }
+
+    /// Whether our write removed the container.
+    pub fn is_gone(&self, id: &str) -> bool {
+        self.read().gone.contains_key(id)
     }
 
     /// Records the state of a container our write just changed. Should
@@ -171,7 +216,10 @@ impl Index {
     /// what Docker says, unless a newer write marked it dirty meanwhile.
     /// Returns what Docker said either way.
     pub async fn refresh(&self, docker: &DockerClient, id: &str) -> Result<Option<Arc<Entry>>> {
-        let mark = self.read().dirty.get(id).copied();
+        let (mark, began) = {
+            let state = self.read();
+            (state.dirty.get(id).copied(), state.next_generation)
+        };
         let found = docker.inspect_container(id, "container").await?;
         let full_id = found.as_ref().and_then(|c| c.id.clone());
         let entry = found
@@ -187,7 +235,7 @@ impl Index {
             current == mark
         } else {
             current.is_none()
-        };
+        } && state.gone.get(&key).is_none_or(|(g, _)| *g <= began);
         if lands {
             state.dirty.remove(&key);
             match &entry {
@@ -214,6 +262,11 @@ impl Index {
         state
             .dirty
             .retain(|id, generation| marks.get(id) != Some(generation));
+        let gone = &state.gone;
+        let fresh = fresh
+            .into_iter()
+            .filter(|(id, _)| !gone.contains_key(id))
+            .collect();
         state.entries = fresh;
     }
 

@@ -110,6 +110,7 @@ async fn apply(ctx: &Context, message: &EventMessage, last_ns: &mut i64) {
     // A container under a write of ours is refreshed by that write; an
     // inspect now would only wait for Docker's lock on it.
     if !ctx.index.is_busy(id)
+        && !ctx.index.is_gone(id)
         && let Err(e) = ctx.index.refresh(&ctx.docker, id).await
     {
         debug!(container = %id, error = %e, "cannot refresh the index after an event");

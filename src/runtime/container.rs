@@ -193,7 +193,7 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
     };
     let full_id = c.id().to_string();
     let remove = ctx.docker.remove_container(&full_id);
-    ctx.index.writing(&ctx.docker, &full_id, remove).await?;
+    ctx.index.removing(&ctx.docker, &full_id, remove).await?;
     let log = log_label(&c);
     ctx.logs.remove(&full_id, log.as_deref().map(Path::new));
     info!(container = %full_id, "container removed");

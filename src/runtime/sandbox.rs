@@ -40,7 +40,7 @@ impl Undo {
     async fn run(self, ctx: &Context) {
         if let Some(id) = &self.container {
             let remove = ctx.docker.remove_container(id);
-            if let Err(e) = ctx.index.writing(&ctx.docker, id, remove).await {
+            if let Err(e) = ctx.index.removing(&ctx.docker, id, remove).await {
                 warn!(sandbox = %id, error = %e, "cannot remove the half-made sandbox");
             }
         }
@@ -201,7 +201,7 @@ async fn reuse_existing(
     info!(container = %id, name, "removing a dead (or never networked) container in the way of the sandbox name");
     network::teardown(ctx, &id, running_pid(&existing)).await?;
     let remove = ctx.docker.remove_container(&id);
-    ctx.index.writing(&ctx.docker, &id, remove).await?;
+    ctx.index.removing(&ctx.docker, &id, remove).await?;
     let _ = checkpoint::remove(&ctx.config.root_directory, &id);
     Ok(None)
 }
@@ -356,7 +356,7 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
     .await?;
     if sandbox.is_some() {
         let remove = ctx.docker.remove_container(&full_id);
-        ctx.index.writing(&ctx.docker, &full_id, remove).await?;
+        ctx.index.removing(&ctx.docker, &full_id, remove).await?;
         info!(sandbox = %full_id, "pod sandbox removed");
     }
     if full_id.chars().all(|c| c.is_ascii_hexdigit()) && !full_id.is_empty() {
