@@ -302,7 +302,8 @@ fn running_pid(sandbox: &bollard::models::ContainerInspectResponse) -> Option<i6
     (state.running == Some(true)).then_some(state.pid?)
 }
 
-fn lock_key(sandbox: &Entry) -> String {
+/// The key of the pod lock: the sandbox's Docker name.
+pub(crate) fn lock_key(sandbox: &Entry) -> String {
     sandbox
         .inspect
         .name
