@@ -640,3 +640,218 @@ async fn sigterm_during_a_pull_and_an_exec_exits_in_time_and_pods_keep_running()
     let r = exec_sync(&h, &cid, "echo back").await.unwrap();
     assert_eq!(r.stdout, b"back\n");
 }
+
+/// A dockerd that takes connections and never answers (hung, or stopped
+/// with SIGSTOP): every connection is held open and never read.
+fn hung_docker(path: &std::path::Path) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::UnixListener::bind(path).unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    })
+}
+
+fn runtime_ready(s: &StatusResponse) -> bool {
+    s.status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .any(|c| c.r#type == "RuntimeReady" && c.status)
+}
+
+async fn timed_status(h: &Harness) -> (bool, Duration) {
+    let started = Instant::now();
+    let s = h
+        .rt()
+        .status(StatusRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    (runtime_ready(&s), started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_dockerd_is_not_ready_within_2s_and_calls_end_by_their_deadline() {
+    let dir = tempdir();
+    let endpoint = dir.path().join("hung-docker.sock");
+    let _hole = hung_docker(&endpoint);
+    let flag = format!("unix://{}", endpoint.display());
+    let h = Harness::start_with(&["--docker-endpoint", &flag]).await;
+    let (ready, took) = timed_status(&h).await;
+    assert!(!ready);
+    assert!(took < Duration::from_secs(2), "Status took {took:?}");
+    // kubelet sets a deadline on every call; the server gives up with it.
+    let mut version = tonic::Request::new(VersionRequest::default());
+    version.set_timeout(Duration::from_secs(2));
+    let mut list = tonic::Request::new(ListPodSandboxRequest::default());
+    list.set_timeout(Duration::from_secs(2));
+    let started = Instant::now();
+    let (mut rt, mut other) = (h.rt(), h.rt());
+    let (a, b) = tokio::join!(rt.version(version), other.list_pod_sandbox(list));
+    let took = started.elapsed();
+    for code in [a.unwrap_err().code(), b.unwrap_err().code()] {
+        assert!(
+            matches!(code, Code::Cancelled | Code::DeadlineExceeded),
+            "{code:?}"
+        );
+    }
+    assert!(took < Duration::from_secs(4), "calls took {took:?}");
+    // Still serving.
+    assert!(!timed_status(&h).await.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn while_dockerd_is_away_calls_fail_fast_and_all_works_again_when_it_returns() {
+    let dir = tempdir();
+    let endpoint = dir.path().join("docker.sock");
+    let proxy = docker_proxy(endpoint.clone()).await;
+    let flag = format!("unix://{}", endpoint.display());
+    let h = Harness::start_with(&["--docker-endpoint", &flag]).await;
+    let pod = h.pod("outage").await;
+    let cid = h
+        .start_container(&pod, container_config(&h, "app", "sleep 3600"))
+        .await;
+    let pid = h.pid();
+
+    proxy.abort();
+    let _ = proxy.await;
+    let (ready, took) = timed_status(&h).await;
+    assert!(!ready);
+    assert!(took < Duration::from_secs(2), "Status took {took:?}");
+
+    // What changes things must fail, UNAVAILABLE and at once; reads may be
+    // answered from what dockercri knows, but never hang either.
+    let rt = h.rt();
+    let mut img = h.img();
+    let c = container_config(&h, "more", "true");
+    let calls: Vec<(&str, bool, Result<(), tonic::Status>, Duration)> = vec![
+        timed("RunPodSandbox", true, async {
+            rt.clone()
+                .run_pod_sandbox(RunPodSandboxRequest {
+                    config: Some(h.pod_config("during")),
+                    runtime_handler: String::new(),
+                })
+                .await
+                .map(drop)
+        })
+        .await,
+        timed("CreateContainer", true, async {
+            h.try_create(&pod, c).await.map(drop)
+        })
+        .await,
+        timed("ExecSync", true, async {
+            exec_sync(&h, &cid, "true").await.map(drop)
+        })
+        .await,
+        timed("StopPodSandbox", true, async {
+            rt.clone()
+                .stop_pod_sandbox(StopPodSandboxRequest {
+                    pod_sandbox_id: pod.id.clone(),
+                })
+                .await
+                .map(drop)
+        })
+        .await,
+        timed("PullImage", true, async {
+            img.clone()
+                .pull_image(PullImageRequest {
+                    image: Some(ImageSpec {
+                        image: BUSYBOX.into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await
+                .map(drop)
+        })
+        .await,
+        timed("Version", false, async {
+            rt.clone()
+                .version(VersionRequest::default())
+                .await
+                .map(drop)
+        })
+        .await,
+        timed("ListPodSandbox", false, async {
+            rt.clone()
+                .list_pod_sandbox(ListPodSandboxRequest::default())
+                .await
+                .map(drop)
+        })
+        .await,
+        timed("PodSandboxStatus", false, async {
+            rt.clone()
+                .pod_sandbox_status(PodSandboxStatusRequest {
+                    pod_sandbox_id: pod.id.clone(),
+                    verbose: false,
+                })
+                .await
+                .map(drop)
+        })
+        .await,
+        timed("ListContainers", false, async {
+            rt.clone()
+                .list_containers(ListContainersRequest::default())
+                .await
+                .map(drop)
+        })
+        .await,
+        timed("ContainerStatus", false, async {
+            rt.clone()
+                .container_status(ContainerStatusRequest {
+                    container_id: cid.clone(),
+                    verbose: false,
+                })
+                .await
+                .map(drop)
+        })
+        .await,
+        timed("ListImages", false, async {
+            img.list_images(ListImagesRequest::default())
+                .await
+                .map(drop)
+        })
+        .await,
+    ];
+    for (name, must_fail, result, took) in calls {
+        let code = result.as_ref().err().map(|e| e.code());
+        eprintln!("dockerd away: {name} answered {code:?} in {took:?}");
+        assert!(took < Duration::from_secs(2), "{name} took {took:?}");
+        match result {
+            Err(e) => assert_eq!(e.code(), Code::Unavailable, "{name}: {e:?}"),
+            Ok(()) => assert!(!must_fail, "{name} succeeded without dockerd"),
+        }
+    }
+
+    // dockerd is back: no restart, everything works, nothing was lost.
+    let _proxy = docker_proxy(endpoint.clone()).await;
+    assert!(timed_status(&h).await.0);
+    assert_eq!(h.pid(), pid);
+    assert_eq!(
+        sandbox_status(&h, &pod.id).await.state(),
+        PodSandboxState::SandboxReady
+    );
+    let r = exec_sync(&h, &cid, "echo back").await.unwrap();
+    assert_eq!(r.stdout, b"back\n");
+    let again = h.pod("after").await;
+    assert_eq!(
+        sandbox_status(&h, &again.id).await.state(),
+        PodSandboxState::SandboxReady
+    );
+}
+
+/// Runs one call; returns its name, whether it must fail, result and time.
+async fn timed<'a>(
+    name: &'a str,
+    must_fail: bool,
+    call: impl std::future::Future<Output = Result<(), tonic::Status>>,
+) -> (&'a str, bool, Result<(), tonic::Status>, Duration) {
+    let started = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .unwrap_or_else(|_| panic!("{name} hung"));
+    (name, must_fail, result, started.elapsed())
+}

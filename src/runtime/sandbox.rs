@@ -141,11 +141,25 @@ async fn create_and_start(
     let start = docker.start_container(&id, None);
     let started = ctx.index.writing(&ctx.docker, &id, start).await;
     started.map_err(|e| ctx.docker.classify(e, "pod sandbox", name))?;
-    let sandbox = ctx
-        .index
-        .get(&ctx.docker, &id)
-        .await?
-        .ok_or_else(|| Error::not_found("pod sandbox", name))?;
+    let sandbox = ctx.index.get(&ctx.docker, &id).await?;
+    check_running(sandbox.as_deref(), name)?;
+    // A pause container that dies at once (a wrong sandbox image) can
+    // still look alive right after its start: ask Docker again a moment
+    // later.
+    tokio::time::sleep(PAUSE_SETTLE).await;
+    let sandbox = ctx.index.refresh(&ctx.docker, &id).await?;
+    let sandbox = check_running(sandbox.as_deref(), name)?;
+    let pid = running_pid(&sandbox.inspect).unwrap_or_default();
+    network::setup(ctx, &id, config, pid).await?;
+    Ok(id)
+}
+
+/// How long a new pause container must stay up before `RunPodSandbox`
+/// answers.
+const PAUSE_SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn check_running<'a>(sandbox: Option<&'a Entry>, name: &str) -> Result<&'a Entry> {
+    let sandbox = sandbox.ok_or_else(|| Error::not_found("pod sandbox", name))?;
     if !sandbox.running() {
         let state = sandbox.inspect.state.clone().unwrap_or_default();
         return Err(Error::FailedPrecondition {
@@ -157,9 +171,7 @@ async fn create_and_start(
             ),
         });
     }
-    let pid = running_pid(&sandbox.inspect).unwrap_or_default();
-    network::setup(ctx, &id, config, pid).await?;
-    Ok(id)
+    Ok(sandbox)
 }
 
 /// Creates `dir` (and missing parents); returns the topmost directory it
