@@ -844,11 +844,11 @@ async fn while_dockerd_is_away_calls_fail_fast_and_all_works_again_when_it_retur
 }
 
 /// Runs one call; returns its name, whether it must fail, result and time.
-async fn timed<'a>(
-    name: &'a str,
+async fn timed(
+    name: &str,
     must_fail: bool,
     call: impl std::future::Future<Output = Result<(), tonic::Status>>,
-) -> (&'a str, bool, Result<(), tonic::Status>, Duration) {
+) -> (&str, bool, Result<(), tonic::Status>, Duration) {
     let started = Instant::now();
     let result = tokio::time::timeout(Duration::from_secs(10), call)
         .await
