@@ -855,3 +855,65 @@ async fn timed(
         .unwrap_or_else(|_| panic!("{name} hung"));
     (name, must_fail, result, started.elapsed())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn names_docker_rejects_and_escaping_paths_are_refused_before_anything_is_made() {
+    let h = Harness::start().await;
+    let escape = h
+        .dir
+        .path()
+        .join("pods/../../escaped")
+        .display()
+        .to_string();
+    let long = "a".repeat(300);
+    let bad_names = [
+        "web/0",
+        "wéb",
+        "a_b",
+        "",
+        &long,
+        "a b",
+        "web\0",
+        "-\u{202e}",
+    ];
+    for bad in bad_names {
+        let mut config = h.pod_config("fine");
+        config.metadata.as_mut().unwrap().name = bad.to_string();
+        let err = run_err(&h, config).await;
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad:?}: {err:?}");
+    }
+    let mut config = h.pod_config("escape");
+    config.log_directory = escape.clone();
+    let err = run_err(&h, config).await;
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("log_directory"), "{err:?}");
+    assert!(!std::path::Path::new(&escape).exists());
+
+    let pod = h.pod("names").await;
+    for bad in bad_names {
+        let mut c = container_config(&h, "app", "true");
+        c.metadata.as_mut().unwrap().name = bad.to_string();
+        let err = h.try_create(&pod, c).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad:?}: {err:?}");
+    }
+    for log_path in ["../../../../etc/cron.d/x", "/etc/passwd", "app/../../x.log"] {
+        let mut c = container_config(&h, "app", "true");
+        c.log_path = log_path.into();
+        let err = h.try_create(&pod, c).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{log_path}: {err:?}");
+        assert!(err.message().contains("log_path"), "{err:?}");
+    }
+    // A sandbox_config from kubelet is input too.
+    let mut hostile = Pod {
+        id: pod.id.clone(),
+        config: pod.config.clone(),
+    };
+    hostile.config.metadata.as_mut().unwrap().namespace = "kube/system".into();
+    let err = h
+        .try_create(&hostile, container_config(&h, "app", "true"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(containers(&h).await.is_empty());
+    assert_eq!(docker_containers(&h).await.len(), 1, "only the good pod");
+}
