@@ -277,20 +277,46 @@ async fn fifty_sandboxes_at_once_and_a_teardown_that_leaves_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn stop_pod_racing_container_starts_leaves_no_running_container() {
     let h = Harness::start().await;
-    let rounds = 8;
+    let rounds = 6u64;
     let (mut landed, mut refused) = (0, 0);
     for round in 0..rounds {
         let pod = h.pod(&format!("race{round}")).await;
-        // Three containers are created and started while the pod is being
-        // stopped, the stop coming a little later each round.
-        let starts = (0..3).map(|n| {
-            let pod = &pod;
-            let h = &h;
+        // A container that takes a second to stop keeps StopPodSandbox
+        // busy: containers started meanwhile are the race.
+        h.start_container(
+            &pod,
+            container_config(
+                &h,
+                "slow",
+                "trap 'sleep 1; exit 0' TERM; while true; do sleep 0.1; done",
+            ),
+        )
+        .await;
+        let stop = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            h.stop_pod(&pod.id).await
+        };
+        let starts = (0..3u64).map(|n| {
+            let (pod, h) = (&pod, &h);
             async move {
-                let config = container_config(h, &format!("c{n}"), "sleep 3600");
-                let id = match h.try_create(pod, config).await {
-                    Ok(id) => id,
-                    Err(_) => return false,
+                // Spread over the stop: before, while members stop, after.
+                tokio::time::sleep(Duration::from_millis(50 * round + 250 * n)).await;
+                let script = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
+                let mut config = container_config(h, &format!("late{n}"), script);
+                // kubelet's default: a PID namespace of its own, which
+                // outlives the pause container (a shared one dies with it).
+                config.linux = Some(LinuxContainerConfig {
+                    security_context: Some(LinuxContainerSecurityContext {
+                        namespace_options: Some(NamespaceOption {
+                            pid: NamespaceMode::Container as i32,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+                let Ok(id) = h.try_create(pod, config).await else {
+                    return false;
                 };
                 h.rt()
                     .start_container(StartContainerRequest { container_id: id })
@@ -298,11 +324,7 @@ async fn stop_pod_racing_container_starts_leaves_no_running_container() {
                     .is_ok()
             }
         });
-        let stop = async {
-            tokio::time::sleep(Duration::from_millis(40 * round)).await;
-            h.stop_pod(&pod.id).await;
-        };
-        let (started, ()) = tokio::join!(join_all(starts), stop);
+        let ((), started) = tokio::join!(stop, join_all(starts));
         for ok in started {
             if ok { landed += 1 } else { refused += 1 }
         }
