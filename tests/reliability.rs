@@ -161,6 +161,29 @@ async fn twenty_pods_survive_a_sigkill_restart_unchanged_with_exec_and_logs() {
             (format!("exec-{i}\n").into_bytes(), 0)
         );
     }
+    let (_, first) = &pods[0];
+    let url = h
+        .rt()
+        .exec(ExecRequest {
+            container_id: first.clone(),
+            cmd: vec!["echo".into(), "streamed".into()],
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let input = common::stream::Input {
+        stdout: true,
+        stderr: true,
+        ..Default::default()
+    };
+    let out = common::stream::Client::default()
+        .spdy_command(&url, "v4.channel.k8s.io", input)
+        .await;
+    assert_eq!(out.stdout(), "streamed\n");
     let deadline = Instant::now() + Duration::from_secs(20);
     for ((_, c), before) in statuses_before.iter().zip(logged) {
         while ticks(&c.log_path) < before + 3 {
@@ -510,10 +533,11 @@ async fn oversized_requests_are_refused_and_the_server_keeps_serving() {
     let dir = huge.log_directory.clone();
     let err = run_err(&h, huge).await;
     assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
-    // Within the gRPC limit, past the 1 MiB bound on labels + annotations:
-    // one big value, or a great many small labels.
+    // Within the 16 MiB gRPC limit (past tonic's default of 4 MiB), past
+    // the 1 MiB bound on labels + annotations: one big value, or a great
+    // many small labels.
     let mut big = h.pod_config("big");
-    big.annotations.insert("blob".into(), "x".repeat(2 << 20));
+    big.annotations.insert("blob".into(), "x".repeat(8 << 20));
     let mut many = h.pod_config("many");
     many.labels
         .extend((0..100_000).map(|i| (format!("label-{i}"), "value".to_string())));
