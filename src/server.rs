@@ -14,6 +14,12 @@ use crate::context::Context;
 use crate::proto::image_service_server::ImageServiceServer;
 use crate::proto::runtime_service_server::RuntimeServiceServer;
 
+/// Largest gRPC message dockercri accepts or sends, both ways: kubelet's
+/// own limit (`maxMsgSize` in its CRI client, 16 MiB), set on purpose
+/// rather than tonic's defaults (4 MiB in, unbounded out). A bigger request
+/// is refused by tonic before any handler runs (`OUT_OF_RANGE`).
+pub const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+
 /// What a tonic handler returns.
 pub type Reply<T> = Result<Response<T>, Status>;
 
@@ -74,9 +80,15 @@ pub async fn serve(
     cri: Cri,
     stop: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
+    let runtime = RuntimeServiceServer::new(cri.clone())
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let image = ImageServiceServer::new(cri)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
     Server::builder()
-        .add_service(RuntimeServiceServer::new(cri.clone()))
-        .add_service(ImageServiceServer::new(cri))
+        .add_service(runtime)
+        .add_service(image)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop)
         .await
 }

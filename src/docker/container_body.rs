@@ -257,6 +257,17 @@ pub fn create_body(
         .as_ref()
         .ok_or_else(|| Error::invalid("config.metadata", "missing"))?;
     check_name_part("config.metadata.name", &meta.name)?;
+    // The Docker name also holds the pod's parts: kubelet's sandbox_config
+    // is input as much as the container's own config.
+    if let Some(pod) = &inputs.sandbox.metadata {
+        for (field, value) in [
+            ("sandbox_config.metadata.name", &pod.name),
+            ("sandbox_config.metadata.namespace", &pod.namespace),
+            ("sandbox_config.metadata.uid", &pod.uid),
+        ] {
+            check_name_part(field, value)?;
+        }
+    }
     let image = config
         .image
         .as_ref()
@@ -392,6 +403,7 @@ pub fn create_body(
     if let Some(path) = &log_path {
         internal.push((labels::LOG_PATH, path.as_str()));
     }
+    labels::check_size(&config.labels, &config.annotations)?;
     let docker_labels = labels::to_docker(&config.labels, &config.annotations, &internal);
     let mut env = vec![];
     for kv in &config.envs {

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::error::{Error, Result};
+
 /// `podsandbox` or `container` (`containerTypeLabelKey`).
 pub const TYPE: &str = "io.kubernetes.docker.type";
 pub const TYPE_SANDBOX: &str = "podsandbox";
@@ -16,6 +18,12 @@ pub const LOG_PATH: &str = "io.kubernetes.container.logpath";
 pub const RUNTIME_HANDLER: &str = "io.dockercri.runtime-handler";
 /// CRI annotations are stored as labels with this prefix.
 pub const ANNOTATION_PREFIX: &str = "annotation.";
+
+/// Most bytes (keys and values) the labels and annotations of one object
+/// may hold together. The API server lets far less through (annotations
+/// at most 256 KiB, a whole object about 1.5 MiB in etcd); without a bound
+/// a huge map would be copied into every Docker list and CRI list reply.
+pub const MAX_METADATA_BYTES: usize = 1024 * 1024;
 
 /// Labels that dockercri itself sets: never reported as CRI labels.
 const INTERNAL: &[&str] = &[TYPE, SANDBOX_ID, LOG_PATH, RUNTIME_HANDLER];
@@ -35,6 +43,25 @@ pub fn to_docker(
         out.insert(k.to_string(), v.to_string());
     }
     out
+}
+
+/// Refuses labels and annotations above [`MAX_METADATA_BYTES`] together.
+pub fn check_size(
+    labels: &HashMap<String, String>,
+    annotations: &HashMap<String, String>,
+) -> Result<()> {
+    let bytes: usize = labels
+        .iter()
+        .chain(annotations)
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    if bytes > MAX_METADATA_BYTES {
+        return Err(Error::invalid(
+            "config.labels/annotations",
+            format!("{bytes} bytes; at most {MAX_METADATA_BYTES} are accepted"),
+        ));
+    }
+    Ok(())
 }
 
 /// Splits Docker labels back into CRI labels and annotations.
@@ -97,6 +124,26 @@ mod tests {
         let labels = map(&[(TYPE, "container")]);
         let docker = to_docker(&labels, &HashMap::new(), &[(TYPE, TYPE_SANDBOX)]);
         assert_eq!(docker[TYPE], TYPE_SANDBOX);
+    }
+
+    #[test]
+    fn metadata_size_is_bounded() {
+        let big = |n: usize| map(&[("k", &"v".repeat(n))]);
+        let none = HashMap::new();
+        for (labels, annotations, ok) in [
+            (none.clone(), none.clone(), true),
+            (big(MAX_METADATA_BYTES - 1), none.clone(), true),
+            (big(MAX_METADATA_BYTES), none.clone(), false),
+            (none.clone(), big(MAX_METADATA_BYTES), false),
+            (
+                big(MAX_METADATA_BYTES / 2),
+                big(MAX_METADATA_BYTES / 2),
+                false,
+            ),
+        ] {
+            let got = check_size(&labels, &annotations);
+            assert_eq!(got.is_ok(), ok, "{got:?}");
+        }
     }
 
     #[test]

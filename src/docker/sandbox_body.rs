@@ -363,6 +363,7 @@ pub fn create_body(
     if let Some(handler) = inputs.runtime {
         internal.push((labels::RUNTIME_HANDLER, handler));
     }
+    labels::check_size(&config.labels, &config.annotations)?;
     let docker_labels = labels::to_docker(&config.labels, &config.annotations, &internal);
     Ok(ContainerCreateBody {
         image: Some(inputs.image.to_string()),

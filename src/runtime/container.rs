@@ -128,6 +128,7 @@ pub async fn start(ctx: &Context, id: &str) -> Result<()> {
         .await?
         .ok_or_else(|| Error::not_found("container", id))?;
     let full_id = c.id().to_string();
+    let _pod = lock_running_pod(ctx, &c, id).await?;
     let docker = ctx.docker.get().await?;
     let started = ctx
         .index
@@ -161,6 +162,44 @@ pub async fn start(ctx: &Context, id: &str) -> Result<()> {
     }
     info!(container = %full_id, "container started");
     Ok(())
+}
+
+/// Takes the lock `StopPodSandbox` holds while it stops the pod, then
+/// checks with Docker that the pod still runs: a start racing a stop
+/// either lands before it (and is stopped with the pod) or is refused, so
+/// a stopped pod is never left with a running container.
+async fn lock_running_pod(
+    ctx: &Context,
+    c: &Entry,
+    id: &str,
+) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>> {
+    let Some(sandbox_id) = c
+        .inspect
+        .config
+        .as_ref()
+        .and_then(|cfg| cfg.labels.as_ref())
+        .and_then(|l| l.get(labels::SANDBOX_ID))
+    else {
+        return Ok(None);
+    };
+    let refused = |why: &str| Error::FailedPrecondition {
+        what: format!("starting container {id:?}"),
+        why: format!("its pod sandbox {sandbox_id} {why}"),
+    };
+    let pod = sandbox::find(ctx, sandbox_id)
+        .await?
+        .ok_or_else(|| refused("is gone"))?;
+    let guard = ctx.pod_locks.lock(&sandbox::lock_key(&pod)).await;
+    // Asked again under the lock, of Docker itself: a stop may have
+    // finished while we waited.
+    let now = ctx
+        .docker
+        .inspect_container(sandbox_id, "pod sandbox")
+        .await?;
+    if now.and_then(|p| p.state).and_then(|s| s.running) != Some(true) {
+        return Err(refused("is not running"));
+    }
+    Ok(Some(guard))
 }
 
 /// Kubelet's log path of a container, from its label.

@@ -14,11 +14,16 @@ use crate::error::{Error, Result};
 use crate::index::Entry;
 use crate::proto::{AttachRequest, ExecRequest, ExecSyncResponse, PortForwardRequest};
 use crate::runtime::{container, sandbox};
+use crate::server::MAX_MESSAGE_SIZE;
 use crate::streaming::tokens::Pending;
 
-/// Most bytes kept per output stream of `ExecSync` (kubelet's
-/// `maxExecSyncOutputSize`, 16 MiB); the rest is read and dropped.
-pub const EXEC_SYNC_OUTPUT_CAP: usize = 16 * 1024 * 1024;
+/// Most output bytes an `ExecSync` reply carries, stdout and stderr
+/// together: the reply must fit the 16 MiB gRPC message limit kubelet and
+/// we use ([`MAX_MESSAGE_SIZE`]); 1 KiB is left for the protobuf framing
+/// (two length-delimited fields and the exit code: at most 21 bytes). The
+/// rest of the output is read and dropped, so a command that floods its
+/// output costs at most twice this in memory.
+pub const EXEC_SYNC_OUTPUT_CAP: usize = MAX_MESSAGE_SIZE - 1024;
 
 /// How long to wait for Docker to notice that an exec'd process ended.
 const EXIT_POLL: Duration = Duration::from_secs(5);
@@ -87,8 +92,9 @@ pub async fn exec_sync(
             });
         }
     }
-    if stdout.truncated || stderr.truncated {
-        debug!(container = %id, "ExecSync output truncated at {EXEC_SYNC_OUTPUT_CAP} bytes");
+    let shared = fit(&mut stdout.bytes, &mut stderr.bytes);
+    if stdout.truncated || stderr.truncated || shared {
+        debug!(container = %id, "ExecSync output truncated to {EXEC_SYNC_OUTPUT_CAP} bytes");
     }
     let exit_code = exit_code(ctx, &exec_id).await?;
     Ok(ExecSyncResponse {
@@ -114,6 +120,20 @@ impl Capped {
         self.bytes
             .extend_from_slice(&chunk[..chunk.len().min(room)]);
     }
+}
+
+/// Shares [`EXEC_SYNC_OUTPUT_CAP`] between the two streams so the reply
+/// fits one message: a stream within half of it keeps everything, the
+/// other one gets the rest. Returns whether anything was cut.
+fn fit(stdout: &mut Vec<u8>, stderr: &mut Vec<u8>) -> bool {
+    let cap = EXEC_SYNC_OUTPUT_CAP;
+    if stdout.len() + stderr.len() <= cap {
+        return false;
+    }
+    let out_keep = stdout.len().min(cap - stderr.len().min(cap / 2));
+    stdout.truncate(out_keep);
+    stderr.truncate(cap - out_keep);
+    true
 }
 
 /// The exit code of a finished exec, waiting briefly for Docker to see the end.
@@ -281,6 +301,35 @@ mod tests {
             (small.bytes.as_slice(), small.truncated),
             (&b"hello"[..], false)
         );
+    }
+
+    #[test]
+    fn both_streams_together_fit_one_message() {
+        let cap = EXEC_SYNC_OUTPUT_CAP;
+        let half = cap / 2;
+        // (stdout, stderr) lengths -> what each keeps.
+        let cases = [
+            ((10, 20), (10, 20)),
+            ((cap, 0), (cap, 0)),
+            ((cap, 6), (cap - 6, 6)),
+            ((6, cap), (6, cap - 6)),
+            ((cap, cap), (cap - half, half)),
+            ((half + 5, half + 5), (cap - half, half)),
+            ((cap, half + 7), (cap - half, half)),
+            ((half - 1, cap), (half - 1, cap - half + 1)),
+        ];
+        for ((o, e), want) in cases {
+            let (mut out, mut err) = (vec![b'o'; o], vec![b'e'; e]);
+            let cut = fit(&mut out, &mut err);
+            assert_eq!((out.len(), err.len()), want, "stdout {o}, stderr {e}");
+            assert_eq!(cut, o + e > cap, "stdout {o}, stderr {e}");
+            let reply = ExecSyncResponse {
+                stdout: out,
+                stderr: err,
+                exit_code: i32::MIN,
+            };
+            assert!(prost::Message::encoded_len(&reply) <= MAX_MESSAGE_SIZE);
+        }
     }
 
     #[test]

@@ -109,6 +109,7 @@ async fn create_and_start(
         undo.directory = create_dir(Path::new(&config.log_directory))?;
     }
     let docker = ctx.docker.get().await?;
+    let image = body.image.clone().unwrap_or_default();
     let options = bollard::query_parameters::CreateContainerOptionsBuilder::default()
         .name(name)
         .build();
@@ -141,11 +142,27 @@ async fn create_and_start(
     let start = docker.start_container(&id, None);
     let started = ctx.index.writing(&ctx.docker, &id, start).await;
     started.map_err(|e| ctx.docker.classify(e, "pod sandbox", name))?;
-    let sandbox = ctx
-        .index
-        .get(&ctx.docker, &id)
-        .await?
-        .ok_or_else(|| Error::not_found("pod sandbox", name))?;
+    let mut sandbox = ctx.index.get(&ctx.docker, &id).await?;
+    check_running(sandbox.as_deref(), name)?;
+    // A pause container that dies at once (a wrong sandbox image) can
+    // still look alive right after its start: ask Docker again a moment
+    // later. Our built-in pause program is known to stay.
+    if image != pause::BUILTIN_IMAGE {
+        tokio::time::sleep(PAUSE_SETTLE).await;
+        sandbox = ctx.index.refresh(&ctx.docker, &id).await?;
+    }
+    let sandbox = check_running(sandbox.as_deref(), name)?;
+    let pid = running_pid(&sandbox.inspect).unwrap_or_default();
+    network::setup(ctx, &id, config, pid).await?;
+    Ok(id)
+}
+
+/// How long a new pause container must stay up before `RunPodSandbox`
+/// answers.
+const PAUSE_SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn check_running<'a>(sandbox: Option<&'a Entry>, name: &str) -> Result<&'a Entry> {
+    let sandbox = sandbox.ok_or_else(|| Error::not_found("pod sandbox", name))?;
     if !sandbox.running() {
         let state = sandbox.inspect.state.clone().unwrap_or_default();
         return Err(Error::FailedPrecondition {
@@ -157,9 +174,7 @@ async fn create_and_start(
             ),
         });
     }
-    let pid = running_pid(&sandbox.inspect).unwrap_or_default();
-    network::setup(ctx, &id, config, pid).await?;
-    Ok(id)
+    Ok(sandbox)
 }
 
 /// Creates `dir` (and missing parents); returns the topmost directory it
@@ -302,7 +317,8 @@ fn running_pid(sandbox: &bollard::models::ContainerInspectResponse) -> Option<i6
     (state.running == Some(true)).then_some(state.pid?)
 }
 
-fn lock_key(sandbox: &Entry) -> String {
+/// The key of the pod lock: the sandbox's Docker name.
+pub(crate) fn lock_key(sandbox: &Entry) -> String {
     sandbox
         .inspect
         .name

@@ -32,8 +32,9 @@ const REASON_DOCKER_NOT_READY: &str = "DockerDaemonNotReady";
 const REASON_NETWORK_NOT_READY: &str = "NetworkPluginNotReady";
 
 /// How long `Status` waits for dockerd before calling it not ready:
-/// kubelet calls `Status` every few seconds and must not hang on it.
-const STATUS_PROBE_LIMIT: Duration = Duration::from_secs(3);
+/// kubelet calls `Status` every few seconds and must not hang on it, and
+/// a hung dockerd must show as not ready within 2 s.
+const STATUS_PROBE_LIMIT: Duration = Duration::from_millis(1500);
 
 /// File under the root directory that keeps the pod CIDR across restarts.
 const POD_CIDR_FILE: &str = "pod-cidr";

@@ -305,6 +305,11 @@ impl StallingRegistry {
         }
     }
 
+    /// How many downloads are being held right now or were.
+    pub fn stalled(&self) -> usize {
+        self.stalled.load(Ordering::SeqCst)
+    }
+
     /// Lets the stalled downloads finish, then checks that `name` never
     /// appears: Docker's pull was cancelled too, not only dockercri's call
     /// (a live pull completes within milliseconds once released).
