@@ -84,7 +84,24 @@ pub struct Sample {
     pub memory_limit: Option<u64>,
     pub swap_usage: Option<u64>,
     pub swap_limit: Option<u64>,
+    /// Tasks (threads) in the cgroup, `pids.current`.
     pub processes: Option<u64>,
+    /// CPU time split by mode, ns.
+    pub cpu_user_ns: Option<u64>,
+    pub cpu_system_ns: Option<u64>,
+    /// Page cache and memory-mapped files, bytes.
+    pub memory_cache: Option<u64>,
+    pub mapped_file: Option<u64>,
+    /// Times usage hit the limit (v1 `memory.failcnt`, v2 `max` events).
+    pub memory_failcnt: Option<u64>,
+    /// Peak usage (v1 `max_usage_in_bytes`, v2 `memory.peak`).
+    pub memory_max_usage: Option<u64>,
+    /// OOM kills inside the cgroup.
+    pub oom_kills: Option<u64>,
+    /// `pids.max`, when one is set.
+    pub tasks_limit: Option<u64>,
+    /// Processes (thread-group leaders) in the cgroup and below it.
+    pub procs: Option<u64>,
 }
 
 fn read_u64(path: &Path) -> Option<u64> {
@@ -114,8 +131,11 @@ pub fn read(paths: &CgroupPaths) -> Sample {
     if let Some(dir) = &paths.unified
         && dir.join("memory.current").exists()
     {
-        let cpu = std::fs::read_to_string(dir.join("cpu.stat")).unwrap_or_default();
-        s.cpu_ns = parse_flat_keyed(&cpu).get("usage_usec").map(|u| u * 1000);
+        let cpu_text = std::fs::read_to_string(dir.join("cpu.stat")).unwrap_or_default();
+        let cpu = parse_flat_keyed(&cpu_text);
+        s.cpu_ns = cpu.get("usage_usec").map(|u| u * 1000);
+        s.cpu_user_ns = cpu.get("user_usec").map(|u| u * 1000);
+        s.cpu_system_ns = cpu.get("system_usec").map(|u| u * 1000);
         let stat_text = std::fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
         let stat = parse_flat_keyed(&stat_text);
         s.memory_usage = read_u64(&dir.join("memory.current"));
@@ -133,10 +153,30 @@ pub fn read(paths: &CgroupPaths) -> Sample {
             .ok()
             .and_then(|v| limit(&v));
         s.processes = read_u64(&dir.join("pids.current"));
+        s.memory_cache = stat.get("file").copied();
+        s.mapped_file = stat.get("file_mapped").copied();
+        let events = std::fs::read_to_string(dir.join("memory.events")).unwrap_or_default();
+        let events = parse_flat_keyed(&events);
+        s.memory_failcnt = events.get("max").copied();
+        s.oom_kills = events.get("oom_kill").copied();
+        s.memory_max_usage = read_u64(&dir.join("memory.peak"));
+        s.tasks_limit = std::fs::read_to_string(dir.join("pids.max"))
+            .ok()
+            .and_then(|v| limit(&v));
+        s.procs = count_procs(dir);
         return s;
     }
     if let Some(dir) = paths.v1("cpuacct") {
         s.cpu_ns = read_u64(&dir.join("cpuacct.usage"));
+        s.cpu_user_ns = read_u64(&dir.join("cpuacct.usage_user"));
+        s.cpu_system_ns = read_u64(&dir.join("cpuacct.usage_sys"));
+        if s.cpu_user_ns.is_none() {
+            // Older kernels: only cpuacct.stat, in USER_HZ (100) ticks.
+            let text = std::fs::read_to_string(dir.join("cpuacct.stat")).unwrap_or_default();
+            let ticks = parse_flat_keyed(&text);
+            s.cpu_user_ns = ticks.get("user").map(|t| t * 10_000_000);
+            s.cpu_system_ns = ticks.get("system").map(|t| t * 10_000_000);
+        }
     }
     if let Some(dir) = paths.v1("memory") {
         let stat_text = std::fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
@@ -169,11 +209,40 @@ pub fn read(paths: &CgroupPaths) -> Sample {
         s.swap_limit = memsw_limit
             .zip(s.memory_limit)
             .map(|(m, l)| m.saturating_sub(l));
+        s.memory_cache = stat
+            .get("total_cache")
+            .or_else(|| stat.get("cache"))
+            .copied();
+        s.mapped_file = stat
+            .get("total_mapped_file")
+            .or_else(|| stat.get("mapped_file"))
+            .copied();
+        s.memory_failcnt = read_u64(&dir.join("memory.failcnt"));
+        s.memory_max_usage = read_u64(&dir.join("memory.max_usage_in_bytes"));
+        let oom = std::fs::read_to_string(dir.join("memory.oom_control")).unwrap_or_default();
+        s.oom_kills = parse_flat_keyed(&oom).get("oom_kill").copied();
     }
     if let Some(dir) = paths.v1("pids") {
         s.processes = read_u64(&dir.join("pids.current"));
+        s.tasks_limit = std::fs::read_to_string(dir.join("pids.max"))
+            .ok()
+            .and_then(|v| limit(&v));
+        s.procs = count_procs(dir);
     }
     s
+}
+
+/// Lines of `cgroup.procs` in `dir` and its sub-cgroups (a pod cgroup holds
+/// its processes in the containers' cgroups below it).
+fn count_procs(dir: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(dir.join("cgroup.procs")).ok()?;
+    let mut n = text.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            n += count_procs(&entry.path()).unwrap_or(0);
+        }
+    }
+    Some(n)
 }
 
 #[cfg(test)]
@@ -206,7 +275,28 @@ mod tests {
             "cache 1\ntotal_inactive_file 3000\ntotal_rss 5000\ntotal_pgfault 7\ntotal_pgmajfault 1\n",
         );
         write(&p.v1["pids"], "pids.current", "3\n");
+        write(&p.v1["pids"], "pids.max", "max\n");
+        write(&p.v1["pids"], "cgroup.procs", "10\n11\n");
+        write(&p.v1["cpuacct"], "cpuacct.stat", "user 30\nsystem 12\n");
+        write(mem, "memory.failcnt", "4\n");
+        write(mem, "memory.max_usage_in_bytes", "12000\n");
+        write(
+            mem,
+            "memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        );
         let s = read(&p);
+        assert_eq!(
+            (s.cpu_user_ns, s.cpu_system_ns),
+            (Some(300_000_000), Some(120_000_000)),
+            "cpuacct.stat ticks when usage_user is missing"
+        );
+        assert_eq!(
+            (s.memory_failcnt, s.memory_max_usage, s.oom_kills),
+            (Some(4), Some(12_000), Some(2))
+        );
+        assert_eq!((s.tasks_limit, s.procs), (None, Some(2)));
+        assert_eq!(s.memory_cache, Some(1), "cache without total_cache");
         assert_eq!(s.cpu_ns, Some(123_456_789));
         assert_eq!(
             (s.memory_usage, s.working_set, s.rss),
@@ -232,12 +322,28 @@ mod tests {
         write(
             &dir,
             "memory.stat",
-            "anon 4096\ninactive_file 1024\npgfault 9\npgmajfault 2\n",
+            "anon 4096\nfile 2048\nfile_mapped 512\ninactive_file 1024\npgfault 9\npgmajfault 2\n",
         );
         write(&dir, "memory.swap.current", "0\n");
         write(&dir, "memory.swap.max", "max\n");
         write(&dir, "pids.current", "5\n");
+        write(&dir, "pids.max", "100\n");
+        write(&dir, "cgroup.procs", "7\n");
+        write(&dir.join("child"), "cgroup.procs", "8\n9\n");
+        write(
+            &dir,
+            "memory.events",
+            "low 0\nhigh 0\nmax 6\noom 1\noom_kill 1\n",
+        );
         let s = read(&p);
+        assert_eq!((s.cpu_user_ns, s.cpu_system_ns), (Some(2_000_000), None));
+        assert_eq!((s.memory_cache, s.mapped_file), (Some(2048), Some(512)));
+        assert_eq!((s.memory_failcnt, s.oom_kills), (Some(6), Some(1)));
+        assert_eq!(
+            (s.tasks_limit, s.procs),
+            (Some(100), Some(3)),
+            "procs count sub-cgroups too"
+        );
         assert_eq!(s.cpu_ns, Some(2_500_000));
         assert_eq!(
             (s.memory_usage, s.working_set, s.rss),
