@@ -125,9 +125,18 @@ async fn pod_metrics_show_cpu_memory_network_and_the_pod_cgroup() {
     let h = Harness::start().await;
     let d = descriptors(&h).await;
     let pod = h.pod("metrics").await;
-    let burn = h
-        .start_container(&pod, container_config(&h, "burn", "while true; do :; done"))
-        .await;
+    // Half a core at most: CFS periods are counted.
+    let mut burn = container_config(&h, "burn", "while true; do :; done");
+    burn.linux = Some(dockercri::proto::LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            cpu_period: 100_000,
+            cpu_quota: 50_000,
+            cpu_shares: 512,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let burn = h.start_container(&pod, burn).await;
     // The shell holds 20 MB while httpd (in the background, so that the
     // shell does not exec it) serves a 100 kB file.
     let mut web = container_config(
@@ -268,6 +277,14 @@ async fn pod_metrics_show_cpu_memory_network_and_the_pod_cgroup() {
             &["total"]
         ) >= cpu(&latest),
         "the pod's CPU includes its containers'"
+    );
+    assert_eq!(value(b, "container_spec_cpu_quota", &[]), 50_000);
+    assert_eq!(value(b, "container_spec_cpu_period", &[]), 100_000);
+    assert_eq!(value(b, "container_spec_cpu_shares", &[]), 512);
+    assert!(value(b, "container_cpu_cfs_periods_total", &[]) > 5);
+    assert!(
+        !w.iter().any(|m| m.name == "container_spec_cpu_quota"),
+        "no quota, no quota metric"
     );
 
     // Network: bytes sent by the pod after a 100 kB download.

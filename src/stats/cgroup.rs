@@ -102,6 +102,15 @@ pub struct Sample {
     pub tasks_limit: Option<u64>,
     /// Processes (thread-group leaders) in the cgroup and below it.
     pub procs: Option<u64>,
+    /// CPU shares (v2: from `cpu.weight`), CFS quota (when one is set) and
+    /// period, µs.
+    pub cpu_shares: Option<u64>,
+    pub cpu_quota_us: Option<u64>,
+    pub cpu_period_us: Option<u64>,
+    /// CFS enforcement periods, how many were throttled, and for how long (ns).
+    pub cfs_periods: Option<u64>,
+    pub cfs_throttled_periods: Option<u64>,
+    pub cfs_throttled_ns: Option<u64>,
 }
 
 fn read_u64(path: &Path) -> Option<u64> {
@@ -164,6 +173,15 @@ pub fn read(paths: &CgroupPaths) -> Sample {
             .ok()
             .and_then(|v| limit(&v));
         s.procs = count_procs(dir);
+        s.cpu_shares = read_u64(&dir.join("cpu.weight")).map(weight_to_shares);
+        if let Ok(max) = std::fs::read_to_string(dir.join("cpu.max")) {
+            let mut parts = max.split_whitespace();
+            s.cpu_quota_us = parts.next().and_then(|q| q.parse().ok());
+            s.cpu_period_us = parts.next().and_then(|p| p.parse().ok());
+        }
+        s.cfs_periods = cpu.get("nr_periods").copied();
+        s.cfs_throttled_periods = cpu.get("nr_throttled").copied();
+        s.cfs_throttled_ns = cpu.get("throttled_usec").map(|u| u * 1000);
         return s;
     }
     if let Some(dir) = paths.v1("cpuacct") {
@@ -177,6 +195,17 @@ pub fn read(paths: &CgroupPaths) -> Sample {
             s.cpu_user_ns = ticks.get("user").map(|t| t * 10_000_000);
             s.cpu_system_ns = ticks.get("system").map(|t| t * 10_000_000);
         }
+    }
+    if let Some(dir) = paths.v1("cpu") {
+        s.cpu_shares = read_u64(&dir.join("cpu.shares"));
+        // -1 is "no quota": it does not parse as u64.
+        s.cpu_quota_us = read_u64(&dir.join("cpu.cfs_quota_us"));
+        s.cpu_period_us = read_u64(&dir.join("cpu.cfs_period_us"));
+        let text = std::fs::read_to_string(dir.join("cpu.stat")).unwrap_or_default();
+        let stat = parse_flat_keyed(&text);
+        s.cfs_periods = stat.get("nr_periods").copied();
+        s.cfs_throttled_periods = stat.get("nr_throttled").copied();
+        s.cfs_throttled_ns = stat.get("throttled_time").copied();
     }
     if let Some(dir) = paths.v1("memory") {
         let stat_text = std::fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
@@ -232,6 +261,12 @@ pub fn read(paths: &CgroupPaths) -> Sample {
     s
 }
 
+/// cgroup v2 `cpu.weight` (1..10000) back to v1 shares (2..262144), the
+/// conversion runc applies the other way.
+fn weight_to_shares(weight: u64) -> u64 {
+    2 + (weight.clamp(1, 10_000) - 1) * 262_142 / 9_999
+}
+
 /// Lines of `cgroup.procs` in `dir` and its sub-cgroups (a pod cgroup holds
 /// its processes in the containers' cgroups below it).
 fn count_procs(dir: &Path) -> Option<u64> {
@@ -262,6 +297,11 @@ mod tests {
             std::fs::create_dir_all(r.join(m)).unwrap();
         }
         let proc_text = "12:pids:/docker/abc\n4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n0::/docker/abc\n";
+        assert_eq!(
+            paths_from_proc(proc_text, r).v1["cpu"],
+            r.join("cpu,cpuacct/docker/abc"),
+            "co-mounted controllers share the directory"
+        );
         let p = paths_from_proc(proc_text, r);
         assert_eq!(p.v1["cpuacct"], r.join("cpu,cpuacct/docker/abc"));
         assert_eq!(p.v1["memory"], r.join("memory/docker/abc"));
@@ -278,6 +318,15 @@ mod tests {
         write(&p.v1["pids"], "pids.max", "max\n");
         write(&p.v1["pids"], "cgroup.procs", "10\n11\n");
         write(&p.v1["cpuacct"], "cpuacct.stat", "user 30\nsystem 12\n");
+        let cpu = &p.v1["cpu"];
+        write(cpu, "cpu.shares", "512\n");
+        write(cpu, "cpu.cfs_quota_us", "-1\n");
+        write(cpu, "cpu.cfs_period_us", "100000\n");
+        write(
+            cpu,
+            "cpu.stat",
+            "nr_periods 20\nnr_throttled 5\nthrottled_time 7000000\n",
+        );
         write(mem, "memory.failcnt", "4\n");
         write(mem, "memory.max_usage_in_bytes", "12000\n");
         write(
@@ -297,6 +346,15 @@ mod tests {
         );
         assert_eq!((s.tasks_limit, s.procs), (None, Some(2)));
         assert_eq!(s.memory_cache, Some(1), "cache without total_cache");
+        assert_eq!(
+            (s.cpu_shares, s.cpu_quota_us, s.cpu_period_us),
+            (Some(512), None, Some(100_000)),
+            "a quota of -1 is none"
+        );
+        assert_eq!(
+            (s.cfs_periods, s.cfs_throttled_periods, s.cfs_throttled_ns),
+            (Some(20), Some(5), Some(7_000_000))
+        );
         assert_eq!(s.cpu_ns, Some(123_456_789));
         assert_eq!(
             (s.memory_usage, s.working_set, s.rss),
@@ -316,7 +374,13 @@ mod tests {
         let p = paths_from_proc("0::/system.slice/docker-abc.scope\n", r);
         let dir = r.join("system.slice/docker-abc.scope");
         assert_eq!(p.unified.as_deref(), Some(dir.as_path()));
-        write(&dir, "cpu.stat", "usage_usec 2500\nuser_usec 2000\n");
+        write(
+            &dir,
+            "cpu.stat",
+            "usage_usec 2500\nuser_usec 2000\nnr_periods 8\nnr_throttled 2\nthrottled_usec 300\n",
+        );
+        write(&dir, "cpu.weight", "100\n");
+        write(&dir, "cpu.max", "50000 100000\n");
         write(&dir, "memory.current", "8192\n");
         write(&dir, "memory.max", "16384\n");
         write(
@@ -338,6 +402,15 @@ mod tests {
         let s = read(&p);
         assert_eq!((s.cpu_user_ns, s.cpu_system_ns), (Some(2_000_000), None));
         assert_eq!((s.memory_cache, s.mapped_file), (Some(2048), Some(512)));
+        assert_eq!(
+            (s.cpu_shares, s.cpu_quota_us, s.cpu_period_us),
+            (Some(2597), Some(50_000), Some(100_000)),
+            "weight 100 is 2597 shares (runc's conversion reversed, as cAdvisor does)"
+        );
+        assert_eq!(
+            (s.cfs_periods, s.cfs_throttled_periods, s.cfs_throttled_ns),
+            (Some(8), Some(2), Some(300_000))
+        );
         assert_eq!((s.memory_failcnt, s.oom_kills), (Some(6), Some(1)));
         assert_eq!(
             (s.tasks_limit, s.procs),

@@ -67,6 +67,36 @@ const DEFS: &[Def] = &[
         "Cumulative system cpu time consumed in seconds.",
         &[],
     ),
+    counter(
+        "container_cpu_cfs_periods_total",
+        "Number of elapsed enforcement period intervals.",
+        &[],
+    ),
+    counter(
+        "container_cpu_cfs_throttled_periods_total",
+        "Number of throttled period intervals.",
+        &[],
+    ),
+    counter(
+        "container_cpu_cfs_throttled_seconds_total",
+        "Total time duration the container has been throttled.",
+        &[],
+    ),
+    gauge(
+        "container_spec_cpu_period",
+        "CPU period of the container.",
+        &[],
+    ),
+    gauge(
+        "container_spec_cpu_quota",
+        "CPU quota of the container.",
+        &[],
+    ),
+    gauge(
+        "container_spec_cpu_shares",
+        "CPU share of the container.",
+        &[],
+    ),
     gauge(
         "container_memory_usage_bytes",
         "Current memory usage in bytes, including all memory regardless of when it was accessed",
@@ -280,6 +310,23 @@ pub fn build(now: i64, who: &Subject, r: &Reading) -> Vec<Metric> {
         &[],
         secs(s.cpu_system_ns),
     );
+    // Throttling means something only under a quota (cAdvisor's rule too).
+    if s.cpu_quota_us.is_some() {
+        push("container_cpu_cfs_periods_total", &[], s.cfs_periods);
+        push(
+            "container_cpu_cfs_throttled_periods_total",
+            &[],
+            s.cfs_throttled_periods,
+        );
+        push(
+            "container_cpu_cfs_throttled_seconds_total",
+            &[],
+            secs(s.cfs_throttled_ns),
+        );
+    }
+    push("container_spec_cpu_period", &[], s.cpu_period_us);
+    push("container_spec_cpu_quota", &[], s.cpu_quota_us);
+    push("container_spec_cpu_shares", &[], s.cpu_shares);
     push("container_memory_usage_bytes", &[], s.memory_usage);
     push("container_memory_max_usage_bytes", &[], s.memory_max_usage);
     push("container_memory_working_set_bytes", &[], s.working_set);
@@ -402,6 +449,12 @@ mod tests {
                 oom_kills: Some(0),
                 tasks_limit: Some(1024),
                 procs: Some(2),
+                cpu_shares: Some(1024),
+                cpu_quota_us: Some(50_000),
+                cpu_period_us: Some(100_000),
+                cfs_periods: Some(40),
+                cfs_throttled_periods: Some(30),
+                cfs_throttled_ns: Some(2_500_000_000),
             },
             interfaces: vec![Interface {
                 name: "eth0".into(),
@@ -536,6 +589,12 @@ mod tests {
             ("container_cpu_usage_seconds_total{total}", 3),
             ("container_cpu_user_seconds_total{}", 2),
             ("container_cpu_system_seconds_total{}", 0),
+            ("container_cpu_cfs_periods_total{}", 40),
+            ("container_cpu_cfs_throttled_periods_total{}", 30),
+            ("container_cpu_cfs_throttled_seconds_total{}", 2),
+            ("container_spec_cpu_period{}", 100_000),
+            ("container_spec_cpu_quota{}", 50_000),
+            ("container_spec_cpu_shares{}", 1024),
             ("container_memory_usage_bytes{}", 10_000),
             ("container_memory_max_usage_bytes{}", 12_000),
             ("container_memory_working_set_bytes{}", 7_000),
@@ -576,7 +635,17 @@ mod tests {
         let mut r = full_reading();
         r.sample.memory_limit = Some(64 << 20);
         r.sample.tasks_limit = None;
+        r.sample.cpu_quota_us = None;
         let m = by_key(&build(1, &subject(""), &r));
+        for unset in [
+            "container_spec_cpu_quota{}",
+            "container_cpu_cfs_periods_total{}",
+            "container_cpu_cfs_throttled_periods_total{}",
+            "container_cpu_cfs_throttled_seconds_total{}",
+        ] {
+            assert!(!m.contains_key(unset), "{unset} without a quota");
+        }
+        assert_eq!(m["container_spec_cpu_period{}"], 100_000);
         assert_eq!(m["container_spec_memory_limit_bytes{}"], 64 << 20);
         assert_eq!(m["container_threads_max{}"], 0, "unlimited is 0");
         assert!(
