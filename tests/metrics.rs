@@ -121,7 +121,7 @@ async fn descriptors_carry_the_cadvisor_names_and_label_keys() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn pod_metrics_show_cpu_memory_network_and_the_pod_cgroup() {
+async fn pod_metrics_show_cpu_memory_and_network() {
     let h = Harness::start().await;
     let d = descriptors(&h).await;
     let pod = h.pod("metrics").await;
@@ -399,4 +399,81 @@ async fn streamed_metrics_match_the_list_and_stopped_pods_are_left_out() {
     );
     let ids: HashSet<&str> = streamed.iter().map(|p| p.pod_sandbox_id.as_str()).collect();
     assert_eq!(ids.len(), streamed.len(), "each pod once");
+}
+
+/// A host-global cgroup directory (every controller) removed at the end,
+/// after the containers in it: declare it before the harness.
+struct PodCgroup(String);
+
+impl Drop for PodCgroup {
+    fn drop(&mut self) {
+        fn remove(dir: &std::path::Path) {
+            for sub in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if sub.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove(&sub.path());
+                }
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+        for controller in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let dir = controller.path().join(self.0.trim_start_matches('/'));
+            if dir.exists() {
+                remove(&dir);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_cgroup_is_read_whole() {
+    // kubelet's pod cgroup, as the cgroupfs driver names it (unique per run).
+    let cgroup = PodCgroup(format!("/{}", unique_id("dockercri-metrics-pod")));
+    let h = Harness::start().await;
+    let mut config = h.pod_config("podcg");
+    config.linux = Some(dockercri::proto::LinuxPodSandboxConfig {
+        cgroup_parent: cgroup.0.clone(),
+        ..Default::default()
+    });
+    let id = h.run_pod(config.clone()).await;
+    let pod = Pod { id, config };
+    // The loop keeps the shell (and the 10 MB it holds) alive.
+    let app = h
+        .start_container(
+            &pod,
+            container_config(
+                &h,
+                "app",
+                "a=$(head -c 10000000 /dev/zero | tr '\\0' x); while true; do sleep 1; done",
+            ),
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut m = pod_metrics(&h, &pod.id).await;
+    while value(container(&m, &app), "container_memory_rss", &[]) < 10_000_000
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        m = pod_metrics(&h, &pod.id).await;
+    }
+    let c = container(&m, &app);
+    let c_ws = value(c, "container_memory_working_set_bytes", &[]);
+    assert!(c_ws > 10_000_000, "container working set {c_ws}");
+    assert_eq!(label(c, "container"), "app");
+    // The pod cgroup holds the pause container and the app: its counters
+    // include both, its processes are counted through the sub-cgroups.
+    assert_eq!(label(&m.metrics, "container"), "");
+    assert!(value(&m.metrics, "container_memory_working_set_bytes", &[]) >= c_ws);
+    assert!(
+        value(&m.metrics, "container_processes", &[]) >= 3,
+        "pause, sh, sleep"
+    );
+    assert!(value(&m.metrics, "container_threads", &[]) >= 3);
+    // Only the pod cgroup itself has seen the app's peak (a sum of the
+    // pause container and the app would carry the pause container's).
+    let peak = value(&m.metrics, "container_memory_max_usage_bytes", &[]);
+    assert!(peak >= c_ws, "pod peak {peak} < {c_ws}");
 }
