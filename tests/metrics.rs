@@ -401,9 +401,24 @@ async fn streamed_metrics_match_the_list_and_stopped_pods_are_left_out() {
     assert_eq!(ids.len(), streamed.len(), "each pod once");
 }
 
-/// A host-global cgroup directory (every controller) removed at the end,
-/// after the containers in it: declare it before the harness.
+/// A pod cgroup of our own, named as Docker's cgroup driver wants it (a
+/// path for cgroupfs, a slice for systemd), unique per run. It is
+/// host-global, so it is removed at the end, after the containers in it:
+/// declare it before the harness.
 struct PodCgroup(String);
+
+impl PodCgroup {
+    async fn new() -> PodCgroup {
+        let driver = docker().await.info().await.unwrap().cgroup_driver;
+        let n = unique_id("dockercri-metrics-pod");
+        if driver == Some(bollard::models::SystemInfoCgroupDriverEnum::SYSTEMD) {
+            // A dash in a slice name means nesting: none in ours.
+            PodCgroup(format!("{}.slice", n.replace('-', "")))
+        } else {
+            PodCgroup(format!("/{n}"))
+        }
+    }
+}
 
 impl Drop for PodCgroup {
     fn drop(&mut self) {
@@ -415,13 +430,17 @@ impl Drop for PodCgroup {
             }
             let _ = std::fs::remove_dir(dir);
         }
-        for controller in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
+        if self.0.ends_with(".slice") {
+            let _ = std::process::Command::new("systemctl")
+                .args(["stop", &self.0])
+                .status();
+        }
+        let name = self.0.trim_start_matches('/');
+        let root = std::path::Path::new("/sys/fs/cgroup");
+        let controllers = std::fs::read_dir(root).into_iter().flatten().flatten();
+        for dir in std::iter::once(root.join(name)).chain(controllers.map(|c| c.path().join(name)))
         {
-            let dir = controller.path().join(self.0.trim_start_matches('/'));
-            if dir.exists() {
+            if dir.is_dir() {
                 remove(&dir);
             }
         }
@@ -430,8 +449,7 @@ impl Drop for PodCgroup {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pod_cgroup_is_read_whole() {
-    // kubelet's pod cgroup, as the cgroupfs driver names it (unique per run).
-    let cgroup = PodCgroup(format!("/{}", unique_id("dockercri-metrics-pod")));
+    let cgroup = PodCgroup::new().await;
     let h = Harness::start().await;
     let mut config = h.pod_config("podcg");
     config.linux = Some(dockercri::proto::LinuxPodSandboxConfig {
