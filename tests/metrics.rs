@@ -369,6 +369,18 @@ async fn streamed_metrics_match_the_list_and_stopped_pods_are_left_out() {
         .await;
     let gone = h.pod("stopped").await;
     h.stop_pod(&gone.id).await;
+    let mut hostnet = h.pod_config("hostnet");
+    hostnet.linux = Some(dockercri::proto::LinuxPodSandboxConfig {
+        security_context: Some(dockercri::proto::LinuxSandboxSecurityContext {
+            namespace_options: Some(dockercri::proto::NamespaceOption {
+                network: dockercri::proto::NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let hostnet = h.run_pod(hostnet).await;
 
     let listed = pod_metrics(&h, &pod.id).await;
     let mut stream = h
@@ -396,6 +408,22 @@ async fn streamed_metrics_match_the_list_and_stopped_pods_are_left_out() {
     assert!(
         !streamed.iter().any(|p| p.pod_sandbox_id == gone.id),
         "a stopped pod has no metrics"
+    );
+    let node = streamed
+        .iter()
+        .find(|p| p.pod_sandbox_id == hostnet)
+        .expect("host-network pod streamed");
+    assert!(
+        node.metrics
+            .iter()
+            .all(|m| !m.name.starts_with("container_network_")),
+        "a host-network pod reports no interfaces (they are the node's)"
+    );
+    assert!(
+        ours.metrics
+            .iter()
+            .any(|m| m.name == "container_network_receive_bytes_total"),
+        "a pod network reports its interfaces"
     );
     let ids: HashSet<&str> = streamed.iter().map(|p| p.pod_sandbox_id.as_str()).collect();
     assert_eq!(ids.len(), streamed.len(), "each pod once");

@@ -120,7 +120,13 @@ async fn one_pod(
     let readings: Vec<(Subject, Reading)> = join_all(read).await.into_iter().flatten().collect();
     let samples: Vec<cgroup::Sample> = readings.iter().map(|(_, r)| r.sample.clone()).collect();
     let (sample, f) = pod_sample(ctx, sb, &pod.id, &samples).await?;
-    let interfaces = (f.pid > 0)
+    // A host-network pod's interfaces are the node's, not the pod's.
+    let host_network = sb
+        .host_config
+        .as_ref()
+        .and_then(|h| h.network_mode.as_deref())
+        == Some("host");
+    let interfaces = (f.pid > 0 && !host_network)
         .then(|| std::fs::read_to_string(format!("/proc/{}/net/dev", f.pid)).ok())
         .flatten()
         .map(|text| kernel::interfaces(&text))
