@@ -6,6 +6,7 @@ pub mod container;
 pub mod events;
 pub mod exec;
 pub mod locks;
+pub mod metrics;
 pub mod oom;
 pub mod pause;
 pub mod sandbox;
@@ -422,21 +423,42 @@ impl RuntimeService for Cri {
         &self,
         _req: Request<ListMetricDescriptorsRequest>,
     ) -> Reply<ListMetricDescriptorsResponse> {
-        Err(server::not_implemented("ListMetricDescriptors"))
+        let span = debug_span!("rpc", method = "ListMetricDescriptors");
+        let work = async {
+            Ok(ListMetricDescriptorsResponse {
+                descriptors: metrics::descriptors(),
+            })
+        };
+        server::handle(span, work).await
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
         _req: Request<ListPodSandboxMetricsRequest>,
     ) -> Reply<ListPodSandboxMetricsResponse> {
-        Err(server::not_implemented("ListPodSandboxMetrics"))
+        let span = debug_span!("rpc", method = "ListPodSandboxMetrics");
+        let work = async {
+            Ok(ListPodSandboxMetricsResponse {
+                pod_metrics: metrics::list(&self.ctx).await?,
+            })
+        };
+        server::handle(span, work).await
     }
 
     async fn stream_pod_sandbox_metrics(
         &self,
         _req: Request<StreamPodSandboxMetricsRequest>,
     ) -> Reply<Self::StreamPodSandboxMetricsStream> {
-        Err(server::not_implemented("StreamPodSandboxMetrics"))
+        let span = debug_span!("rpc", method = "StreamPodSandboxMetrics");
+        let work = async {
+            let items = metrics::list(&self.ctx).await?;
+            Ok(server::stream_batches(items, |pod_sandbox_metrics| {
+                StreamPodSandboxMetricsResponse {
+                    pod_sandbox_metrics,
+                }
+            }))
+        };
+        server::handle(span, work).await
     }
 
     async fn runtime_config(

@@ -24,7 +24,9 @@ pub struct Facts {
     pub cgroup_parent: String,
 }
 
-async fn facts(ctx: &Context, id: &str, running: bool) -> Result<Facts> {
+/// The inspect facts of container `id` (cached while it stays running or
+/// stopped).
+pub(crate) async fn facts(ctx: &Context, id: &str, running: bool) -> Result<Facts> {
     if let Some(f) = ctx.stats_facts(id).filter(|f| (f.pid > 0) == running) {
         return Ok(f);
     }
@@ -49,7 +51,7 @@ async fn facts(ctx: &Context, id: &str, running: bool) -> Result<Facts> {
     Ok(f)
 }
 
-fn running(c: &ContainerSummary) -> bool {
+pub(crate) fn running(c: &ContainerSummary) -> bool {
     c.state == Some(ContainerSummaryStateEnum::RUNNING)
 }
 
@@ -210,22 +212,7 @@ async fn one_pod(
             samples.push(sample);
         }
     }
-    let f = facts(ctx, &pod.id, running(sb)).await?;
-    let pause_paths = running(sb)
-        .then(|| ctx.stats.paths(&pod.id, f.pid))
-        .flatten();
-    // With a pod cgroup (kubelet's cgroup parent), read it whole; else add
-    // up the pause container and the app containers.
-    let pod_sample = match (&pause_paths, f.cgroup_parent.is_empty()) {
-        (Some(paths), false) => cgroup::read(&paths.parent()),
-        (paths, _) => {
-            let mut total = paths.as_ref().map(cgroup::read).unwrap_or_default();
-            for s in &samples {
-                add(&mut total, s);
-            }
-            total
-        }
-    };
+    let (pod_sample, f) = pod_sample(ctx, sb, &pod.id, &samples).await?;
     let network = (f.pid > 0 && running(sb))
         .then(|| std::fs::read_to_string(format!("/proc/{}/net/dev", f.pid)).ok())
         .flatten()
@@ -253,6 +240,31 @@ async fn one_pod(
     })
 }
 
+/// A pod's own counters with the sandbox's facts: its pod cgroup (kubelet's
+/// cgroup parent) read whole, else the pause container's plus `members`'.
+pub(crate) async fn pod_sample(
+    ctx: &Context,
+    sb: &ContainerSummary,
+    pod_id: &str,
+    members: &[cgroup::Sample],
+) -> Result<(cgroup::Sample, Facts)> {
+    let f = facts(ctx, pod_id, running(sb)).await?;
+    let pause_paths = running(sb)
+        .then(|| ctx.stats.paths(pod_id, f.pid))
+        .flatten();
+    let sample = match (&pause_paths, f.cgroup_parent.is_empty()) {
+        (Some(paths), false) => cgroup::read(&paths.parent()),
+        (paths, _) => {
+            let mut total = paths.as_ref().map(cgroup::read).unwrap_or_default();
+            for s in members {
+                add(&mut total, s);
+            }
+            total
+        }
+    };
+    Ok((sample, f))
+}
+
 fn add(total: &mut cgroup::Sample, s: &cgroup::Sample) {
     let sum = |a: &mut Option<u64>, b: Option<u64>| {
         if let Some(b) = b {
@@ -266,4 +278,10 @@ fn add(total: &mut cgroup::Sample, s: &cgroup::Sample) {
     sum(&mut total.page_faults, s.page_faults);
     sum(&mut total.major_page_faults, s.major_page_faults);
     sum(&mut total.processes, s.processes);
+    sum(&mut total.cpu_user_ns, s.cpu_user_ns);
+    sum(&mut total.cpu_system_ns, s.cpu_system_ns);
+    sum(&mut total.memory_cache, s.memory_cache);
+    sum(&mut total.mapped_file, s.mapped_file);
+    sum(&mut total.oom_kills, s.oom_kills);
+    sum(&mut total.procs, s.procs);
 }

@@ -3,6 +3,7 @@
 //! rates come from the previous sample of the same container.
 
 pub mod cgroup;
+pub mod metrics;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -144,10 +145,23 @@ pub fn processes(now: i64, s: &Sample) -> Option<ProcessUsage> {
     })
 }
 
-/// Per-interface counters from the text of `/proc/<pid>/net/dev`; the
-/// loopback is left out and `eth0` (else the first) is the default.
-pub fn network(now: i64, net_dev: &str) -> NetworkUsage {
-    let mut interfaces = Vec::new();
+/// One interface's counters from `/proc/<pid>/net/dev`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+    pub tx_dropped: u64,
+}
+
+/// The interfaces in the text of `/proc/<pid>/net/dev`, loopback left out.
+pub fn interfaces(net_dev: &str) -> Vec<Interface> {
+    let mut out = Vec::new();
     for line in net_dev.lines().skip(2) {
         let Some((name, counters)) = line.split_once(':') else {
             continue;
@@ -160,17 +174,37 @@ pub fn network(now: i64, net_dev: &str) -> NetworkUsage {
             .split_whitespace()
             .filter_map(|c| c.parse().ok())
             .collect();
-        if n.len() < 11 {
+        if n.len() < 12 {
             continue;
         }
-        interfaces.push(NetworkInterfaceUsage {
+        out.push(Interface {
             name: name.to_string(),
-            rx_bytes: v(n[0]),
-            rx_errors: v(n[2]),
-            tx_bytes: v(n[8]),
-            tx_errors: v(n[10]),
+            rx_bytes: n[0],
+            rx_packets: n[1],
+            rx_errors: n[2],
+            rx_dropped: n[3],
+            tx_bytes: n[8],
+            tx_packets: n[9],
+            tx_errors: n[10],
+            tx_dropped: n[11],
         });
     }
+    out
+}
+
+/// Per-interface counters from the text of `/proc/<pid>/net/dev`; the
+/// loopback is left out and `eth0` (else the first) is the default.
+pub fn network(now: i64, net_dev: &str) -> NetworkUsage {
+    let interfaces: Vec<NetworkInterfaceUsage> = interfaces(net_dev)
+        .into_iter()
+        .map(|i| NetworkInterfaceUsage {
+            name: i.name,
+            rx_bytes: v(i.rx_bytes),
+            rx_errors: v(i.rx_errors),
+            tx_bytes: v(i.tx_bytes),
+            tx_errors: v(i.tx_errors),
+        })
+        .collect();
     let default_interface = interfaces
         .iter()
         .find(|i| i.name == "eth0")
@@ -241,6 +275,25 @@ mod tests {
         assert_eq!(
             (eth0.tx_bytes.unwrap().value, eth0.tx_errors.unwrap().value),
             (7000, 3)
+        );
+    }
+
+    #[test]
+    fn interfaces_carry_packets_and_drops() {
+        let text = "Inter-|   Receive |  Transmit\n face |bytes packets errs drop fifo frame compressed multicast|bytes packets errs drop fifo colls carrier compressed\n    lo: 100 1 0 0 0 0 0 0 100 1 0 0 0 0 0 0\n  eth0: 5000 10 2 4 0 0 0 0 7000 12 3 5 0 0 0 0\n  short: 1 2 3\n";
+        assert_eq!(
+            interfaces(text),
+            [Interface {
+                name: "eth0".into(),
+                rx_bytes: 5000,
+                rx_packets: 10,
+                rx_errors: 2,
+                rx_dropped: 4,
+                tx_bytes: 7000,
+                tx_packets: 12,
+                tx_errors: 3,
+                tx_dropped: 5,
+            }]
         );
     }
 
