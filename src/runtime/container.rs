@@ -66,14 +66,6 @@ pub async fn create(
             recursive_read_only: api.is_some_and(|v| v >= RRO_API),
         },
     )?;
-    let image = body.image.clone().unwrap_or_default();
-    let docker = ctx.docker.get().await?;
-    if let Err(e) = docker.inspect_image(&image).await {
-        return Err(match ctx.docker.classify(e, "image", &image) {
-            Error::NotFound { .. } => Error::not_found("image", image),
-            other => other,
-        });
-    }
     let meta = config.metadata.clone().unwrap_or_default();
     let name = naming::container_name(&meta, &pod_meta);
     let id = match create_named(ctx, &name, body.clone()).await {
@@ -91,6 +83,7 @@ pub async fn create(
 }
 
 async fn create_named(ctx: &Context, name: &str, body: ContainerCreateBody) -> Result<String> {
+    let image = body.image.clone().unwrap_or_default();
     let docker = ctx.docker.get().await?;
     let options = bollard::query_parameters::CreateContainerOptionsBuilder::default()
         .name(name)
@@ -99,9 +92,24 @@ async fn create_named(ctx: &Context, name: &str, body: ContainerCreateBody) -> R
         .create_container(Some(options), body)
         .await
         .map(|r| r.id)
-        .map_err(|e| ctx.docker.classify(e, "container", name))?;
+        .map_err(|e| create_error(ctx, e, name, &image))?;
     ctx.index.settle(&ctx.docker, &id).await;
     Ok(id)
+}
+
+/// What a refused create means: Docker answers 404 both for a missing
+/// image and for a sandbox that vanished (the namespaces it joins).
+fn create_error(ctx: &Context, e: bollard::errors::Error, name: &str, image: &str) -> Error {
+    let missing_image = matches!(
+        &e,
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, message }
+            if message.contains("No such image")
+    );
+    match ctx.docker.classify(e, "container", name) {
+        Error::NotFound { .. } if missing_image => Error::not_found("image", image),
+        Error::NotFound { .. } => Error::not_found("pod sandbox", name),
+        other => other,
+    }
 }
 
 /// A random suffix for a name in use (the kernel's randomness; a clock
@@ -190,13 +198,11 @@ async fn lock_running_pod(
         .await?
         .ok_or_else(|| refused("is gone"))?;
     let guard = ctx.pod_locks.lock(&sandbox::lock_key(&pod)).await;
-    // Asked again under the lock, of Docker itself: a stop may have
-    // finished while we waited.
-    let now = ctx
-        .docker
-        .inspect_container(sandbox_id, "pod sandbox")
-        .await?;
-    if now.and_then(|p| p.state).and_then(|s| s.running) != Some(true) {
+    // Asked again under the lock: a stop may have finished while we
+    // waited. The index is exact here: a stop records the sandbox's new
+    // state before it lets go of the lock.
+    let now = sandbox::find(ctx, sandbox_id).await?;
+    if !now.is_some_and(|p| p.running()) {
         return Err(refused("is not running"));
     }
     Ok(Some(guard))
