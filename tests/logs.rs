@@ -123,8 +123,12 @@ async fn output_is_written_in_the_cri_format() {
     // The long line is split at 16 KiB and nothing is lost.
     assert_eq!(out[2].content.len(), 16 * 1024);
     assert_eq!(out[2].content.len() + out[3].content.len(), 20000);
-    for pair in recs.windows(2) {
-        assert!(pair[0].ns <= pair[1].ns, "timestamps go back: {summary:?}");
+    // Docker stamps stdout and stderr in separate readers: each stream's
+    // stamps rise, but the two may interleave out of order under load.
+    for stream in [&out, &err] {
+        for pair in stream.windows(2) {
+            assert!(pair[0].ns <= pair[1].ns, "timestamps go back: {summary:?}");
+        }
     }
     // The file is the container's own log, not a link to Docker's.
     assert!(
