@@ -24,8 +24,13 @@ pub fn binary() -> PathBuf {
 /// Starts dockercri with its socket and root under `dir`; returns the
 /// process and a connected client.
 pub async fn start(dir: &Path) -> (Child, RuntimeServiceClient<Channel>) {
+    start_binary(&binary(), dir).await
+}
+
+/// [`start`] with a given dockercri binary.
+pub async fn start_binary(binary: &Path, dir: &Path) -> (Child, RuntimeServiceClient<Channel>) {
     let socket = dir.join("cri.sock");
-    let child = std::process::Command::new(binary())
+    let child = std::process::Command::new(binary)
         .args([
             "--container-runtime-endpoint",
             &format!("unix://{}", socket.display()),
@@ -34,7 +39,12 @@ pub async fn start(dir: &Path) -> (Child, RuntimeServiceClient<Channel>) {
         .args(["--log-level", "warn"])
         .spawn()
         .expect("dockercri binary (cargo build --release first)");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while tokio::net::UnixStream::connect(&socket).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dockercri did not serve"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let channel = Endpoint::from_static("http://[::]:50051")

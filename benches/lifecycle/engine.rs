@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,11 +27,12 @@ use dockercri::proto::*;
 use dockercri::runtime::oom::OomPolicy;
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
-/// The image of the app containers.
-pub const IMAGE: &str = "dockercri-test/busybox:latest";
+#[path = "../common/mod.rs"]
+mod common;
+
+use common::{IMAGE, cpu};
 /// Label on everything the benchmark makes, with the run's id.
 pub const LABEL: &str = "dockercri.bench";
 
@@ -127,7 +127,7 @@ pub struct Report {
 pub async fn run(plan: Plan) -> Report {
     let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
     let run_id = format!("{}-{}", std::process::id(), rand_u32());
-    let (mut child, rt) = start(&plan.binary, dir.path()).await;
+    let (mut child, rt) = common::start_binary(&plan.binary, dir.path()).await;
     let pid = child.id();
     // Idle: serving, index synced, nothing asked yet.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -554,35 +554,6 @@ async fn cleanup(docker: &Docker, run_id: &str) {
     }
 }
 
-/// Starts dockercri with its socket and root under `dir`.
-async fn start(binary: &Path, dir: &Path) -> (Child, RuntimeServiceClient<Channel>) {
-    let socket = dir.join("cri.sock");
-    let child = Command::new(binary)
-        .args([
-            "--container-runtime-endpoint",
-            &format!("unix://{}", socket.display()),
-        ])
-        .args(["--root-directory", &dir.join("root").display().to_string()])
-        .args(["--log-level", "warn"])
-        .spawn()
-        .expect("the dockercri binary");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::UnixStream::connect(&socket).await.is_err() {
-        assert!(Instant::now() < deadline, "dockercri did not serve");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let channel = Endpoint::from_static("http://[::]:50051")
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
-            }
-        }))
-        .await
-        .expect("connect");
-    (child, RuntimeServiceClient::new(channel))
-}
-
 /// A `/proc/<pid>/status` value in KiB (`VmRSS:`, `VmHWM:`).
 fn proc_status_kib(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -591,20 +562,6 @@ fn proc_status_kib(pid: u32, key: &str) -> u64 {
         .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
-}
-
-/// CPU time (user + system) a process has used so far.
-fn cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as u64;
-    Duration::from_millis(ticks * 1000 / hz)
 }
 
 fn rand_u32() -> u32 {

@@ -160,15 +160,6 @@ impl Index {
         }
     }
 
-    /// How many containers the index holds.
-    pub fn len(&self) -> usize {
-        self.read().entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The sandbox or container with this id or unique id prefix. Answered
     /// from memory when the index is synced and the container is clean;
     /// otherwise Docker is asked and the answer recorded.
@@ -283,13 +274,6 @@ impl Index {
             .map(|(id, e)| (id.clone(), e.docker_state()))
             .collect()
     }
-
-    /// Drops an entry without asking Docker (tests of the resync use it to
-    /// play a missed event).
-    #[cfg(test)]
-    fn forget(&self, id: &str) {
-        self.write().entries.remove(id);
-    }
 }
 
 /// A write in flight on a container; should the write be dropped half-way
@@ -399,7 +383,5 @@ mod tests {
         let dirty = index.marks();
         assert!(!dirty.contains_key("old"));
         assert!(dirty.contains_key("new"));
-        index.forget("new");
-        assert!(index.is_empty());
     }
 }
