@@ -47,7 +47,7 @@ pub struct Context {
     /// Container events for `GetContainerEvents` subscribers.
     pub events: EventHub,
     /// Our sandboxes and containers, kept from Docker's events.
-    pub index: Index,
+    pub index: Arc<Index>,
 }
 
 impl Context {
@@ -58,7 +58,7 @@ impl Context {
             &config.root_directory,
         ));
         let oom = OomPolicy::new(config.restrict_oom_score_adj);
-        let index = Index::new(config.root_directory.clone());
+        let index = Arc::new(Index::new(config.root_directory.clone()));
         Context {
             config,
             docker,

@@ -321,3 +321,59 @@ async fn reads_go_to_docker_while_events_are_down_and_the_index_is_rebuilt() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Whether Docker runs the container, and whether it still has it.
+fn docker_state(id: &str) -> (bool, bool) {
+    let out = Command::new("docker")
+        .args(["inspect", "-f", "{{.State.Running}}", id])
+        .output()
+        .expect("docker CLI");
+    let running = String::from_utf8_lossy(&out.stdout).trim() == "true";
+    (running, out.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pods_stop_and_remove_take_what_joined_it_beside_dockercri() {
+    let h = Harness::start().await;
+    let pod = h.pod("index-member").await;
+    // Labelled into the pod, but not named as a CRI container: no CRI
+    // read shows it; the index keeps it for the pod's stop and remove.
+    let member = docker_cli(&[
+        "run",
+        "-d",
+        "--name",
+        &unique_id("index-member"),
+        "--network",
+        &format!("container:{}", pod.id),
+        "--label",
+        "io.kubernetes.docker.type=container",
+        "--label",
+        &format!("io.kubernetes.sandbox.id={}", pod.id),
+        "--label",
+        &format!("{TEST_LABEL}={}", h.id),
+        BUSYBOX,
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while :; do sleep 1; done",
+    ]);
+    assert_eq!(state_of(&h, &member).await, None, "not a CRI container");
+    // The stop takes the member once Docker's event has reached the
+    // index (within milliseconds); a stop is idempotent, so ask again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while docker_state(&member).0 {
+        assert!(Instant::now() < deadline, "the member still runs\n{}", h.logs());
+        h.rt()
+            .stop_pod_sandbox(dockercri::proto::StopPodSandboxRequest {
+                pod_sandbox_id: pod.id.clone(),
+            })
+            .await
+            .unwrap();
+    }
+    h.rt()
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(!docker_state(&member).1, "the member is removed with the pod");
+}

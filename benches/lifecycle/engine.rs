@@ -121,6 +121,10 @@ pub struct Report {
     pub rss_idle_kib: u64,
     pub rss_peak_kib: u64,
     pub cpu: Duration,
+    /// CPU that dockerd and containerd used during each side's runs: how
+    /// much more work dockercri makes the daemons do for the same pods.
+    pub daemons_cpu_dockercri: Duration,
+    pub daemons_cpu_docker: Duration,
 }
 
 /// Runs the benchmark against the local dockerd.
@@ -141,17 +145,23 @@ pub async fn run(plan: Plan) -> Report {
     let dockercri = Arc::new(Mutex::new(Samples::default()));
     let raw = Arc::new(Mutex::new(Samples::default()));
     let (mut dockercri_wall, mut docker_wall, mut cpu_used) = Default::default();
+    let (mut daemons_cri, mut daemons_raw) = (Duration::ZERO, Duration::ZERO);
+    let daemons = daemon_pids();
+    let daemons_cpu = || daemons.iter().map(|&p| cpu(p)).sum::<Duration>();
     for round in 0..plan.repeats.max(1) {
         for cri_side in [round % 2 == 0, round % 2 == 1] {
             let t = Instant::now();
+            let daemons_before = daemons_cpu();
             if cri_side {
                 let before = cpu(pid);
                 cri_run(&plan, &rt, dir.path(), &run_id, &dockercri).await;
                 cpu_used += cpu(pid).saturating_sub(before);
                 dockercri_wall += t.elapsed();
+                daemons_cri += daemons_cpu().saturating_sub(daemons_before);
             } else {
                 raw_run(&plan, &docker, dir.path(), &run_id, &raw).await;
                 docker_wall += t.elapsed();
+                daemons_raw += daemons_cpu().saturating_sub(daemons_before);
             }
         }
     }
@@ -169,24 +179,40 @@ pub async fn run(plan: Plan) -> Report {
         rss_idle_kib,
         rss_peak_kib,
         cpu: cpu_used,
+        daemons_cpu_dockercri: daemons_cri,
+        daemons_cpu_docker: daemons_raw,
     }
+}
+
+/// The pids of dockerd and containerd.
+fn daemon_pids() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            matches!(comm.trim(), "dockerd" | "containerd")
+        })
+        .collect()
 }
 
 fn take(shared: Shared) -> Samples {
     std::mem::take(&mut *shared.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
-/// Runs `job(i)` for i in 0..n, `parallel` at a time.
-async fn each<F, Fut>(n: usize, parallel: usize, job: F)
+/// Runs `job(i)` for i in 0..n, `parallel` at a time; the results in
+/// order of `i`.
+async fn each<F, Fut, T>(n: usize, parallel: usize, job: F) -> Vec<T>
 where
     F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    Fut: std::future::Future<Output = T>,
 {
     futures_util::stream::iter(0..n)
         .map(job)
-        .buffer_unordered(parallel.max(1))
-        .collect::<Vec<()>>()
-        .await;
+        .buffered(parallel.max(1))
+        .collect()
+        .await
 }
 
 fn pod_config(dir: &Path, run_id: &str, i: usize) -> PodSandboxConfig {
@@ -222,7 +248,11 @@ fn container_config(run_id: &str) -> ContainerConfig {
     }
 }
 
-/// The three stages through dockercri.
+/// The stages through dockercri. Each operation is a stage of its own,
+/// run for every pod at parallelism P before the next begins, so both
+/// sides time an operation against the same concurrent work (with the
+/// whole lifecycle per pod, a faster stats call on one side would crowd
+/// its other calls together).
 async fn cri_run(
     plan: &Plan,
     rt: &RuntimeServiceClient<Channel>,
@@ -230,53 +260,71 @@ async fn cri_run(
     run_id: &str,
     s: &Shared,
 ) {
-    let pods: Mutex<Vec<(String, String)>> = Mutex::default();
-    each(plan.pods, plan.parallel, |i| {
-        let (mut rt, pods) = (rt.clone(), &pods);
+    let (n, p) = (plan.pods, plan.parallel);
+    let configs: Vec<PodSandboxConfig> = (0..n).map(|i| pod_config(dir, run_id, i)).collect();
+    let pods = each(n, p, |i| {
+        let (mut rt, config) = (rt.clone(), configs[i].clone());
         async move {
-            let config = pod_config(dir, run_id, i);
-            let Some(pod) = timed(
-                s,
-                "RunPodSandbox",
-                rt.run_pod_sandbox(RunPodSandboxRequest {
-                    config: Some(config.clone()),
-                    runtime_handler: String::new(),
-                }),
-            )
-            .await
-            .map(|r| r.into_inner().pod_sandbox_id) else {
-                return;
+            let run = RunPodSandboxRequest {
+                config: Some(config),
+                runtime_handler: String::new(),
             };
-            let Some(id) = timed(
-                s,
-                "CreateContainer",
-                rt.create_container(CreateContainerRequest {
-                    pod_sandbox_id: pod.clone(),
-                    config: Some(container_config(run_id)),
-                    sandbox_config: Some(config),
-                }),
-            )
-            .await
-            .map(|r| r.into_inner().container_id) else {
-                return;
+            let reply = timed(s, "RunPodSandbox", rt.run_pod_sandbox(run)).await?;
+            Some(reply.into_inner().pod_sandbox_id)
+        }
+    })
+    .await;
+    let containers = each(n, p, |i| {
+        let (mut rt, pod, config) = (rt.clone(), pods[i].clone(), configs[i].clone());
+        async move {
+            let create = CreateContainerRequest {
+                pod_sandbox_id: pod?,
+                config: Some(container_config(run_id)),
+                sandbox_config: Some(config),
             };
-            pods.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((pod.clone(), id.clone()));
-            let start = StartContainerRequest {
-                container_id: id.clone(),
-            };
+            let reply = timed(s, "CreateContainer", rt.create_container(create)).await?;
+            Some(reply.into_inner().container_id)
+        }
+    })
+    .await;
+    let present: Vec<(String, String)> = pods
+        .into_iter()
+        .zip(containers)
+        .filter_map(|(pod, id)| Some((pod?, id?)))
+        .collect();
+    let m = present.len();
+    let client = |i: usize| (rt.clone(), present[i].0.clone(), present[i].1.clone());
+    each(m, p, |i| {
+        let (mut rt, _, id) = client(i);
+        async move {
+            let start = StartContainerRequest { container_id: id };
             timed(s, "StartContainer", rt.start_container(start)).await;
-            cri_reads(&mut rt, s, &pod, &id, false).await;
+        }
+    })
+    .await;
+    each(m, p, |i| {
+        let (mut rt, pod, id) = client(i);
+        async move { cri_reads(&mut rt, s, &pod, &id, false).await }
+    })
+    .await;
+    each(m, p, |i| {
+        let (mut rt, _, id) = client(i);
+        async move {
             let exec = ExecSyncRequest {
-                container_id: id.clone(),
+                container_id: id,
                 cmd: vec!["echo".into(), "hi".into()],
                 timeout: 10,
             };
             timed(s, "ExecSync", rt.exec_sync(exec)).await;
+        }
+    })
+    .await;
+    each(m, p, |i| {
+        let (mut rt, _, id) = client(i);
+        async move {
             let stats = ListContainerStatsRequest {
                 filter: Some(ContainerStatsFilter {
-                    id: id.clone(),
+                    id,
                     ..Default::default()
                 }),
             };
@@ -285,29 +333,46 @@ async fn cri_run(
     })
     .await;
 
-    let present = pods.into_inner().unwrap_or_else(|p| p.into_inner());
-    if !present.is_empty() {
+    if m > 0 {
         let mut rt = rt.clone();
         for round in 0..plan.read_rounds {
-            let (pod, id) = &present[round % present.len()];
+            let (pod, id) = &present[round % m];
             cri_reads(&mut rt, s, pod, id, true).await;
         }
     }
 
-    each(present.len(), plan.parallel, |i| {
-        let (mut rt, (pod, id)) = (rt.clone(), present[i].clone());
+    each(m, p, |i| {
+        let (mut rt, _, id) = client(i);
         async move {
             let stop = StopContainerRequest {
-                container_id: id.clone(),
+                container_id: id,
                 timeout: 0,
             };
             timed(s, "StopContainer", rt.stop_container(stop)).await;
+        }
+    })
+    .await;
+    each(m, p, |i| {
+        let (mut rt, _, id) = client(i);
+        async move {
             let remove = RemoveContainerRequest { container_id: id };
             timed(s, "RemoveContainer", rt.remove_container(remove)).await;
+        }
+    })
+    .await;
+    each(m, p, |i| {
+        let (mut rt, pod, _) = client(i);
+        async move {
             let stop = StopPodSandboxRequest {
-                pod_sandbox_id: pod.clone(),
+                pod_sandbox_id: pod,
             };
             timed(s, "StopPodSandbox", rt.stop_pod_sandbox(stop)).await;
+        }
+    })
+    .await;
+    each(m, p, |i| {
+        let (mut rt, pod, _) = client(i);
+        async move {
             let remove = RemovePodSandboxRequest {
                 pod_sandbox_id: pod,
             };
@@ -361,15 +426,20 @@ async fn cri_reads(
 
 /// The same Docker requests dockercri makes, straight through bollard.
 async fn raw_run(plan: &Plan, docker: &Docker, dir: &Path, run_id: &str, s: &Shared) {
+    let (n, p) = (plan.pods, plan.parallel);
     let oom = OomPolicy::new(None);
-    let pods: Mutex<Vec<(String, String)>> = Mutex::default();
     let pause = dockercri::runtime::pause::BUILTIN_IMAGE;
-    each(plan.pods, plan.parallel, |i| {
-        let pods = &pods;
-        async move {
-            // Names differ from dockercri's run so leftovers never collide.
+    // Names differ from dockercri's run so leftovers never collide.
+    let configs: Vec<PodSandboxConfig> = (0..n)
+        .map(|i| {
             let mut config = pod_config(dir, &format!("raw-{run_id}"), i);
             config.labels = HashMap::from([(LABEL.to_string(), run_id.to_string())]);
+            config
+        })
+        .collect();
+    let pods = each(n, p, |i| {
+        let config = &configs[i];
+        async move {
             let inputs = SandboxInputs {
                 image: pause,
                 network: PodNetwork::DockerBridge,
@@ -378,31 +448,32 @@ async fn raw_run(plan: &Plan, docker: &Docker, dir: &Path, run_id: &str, s: &Sha
                 oom_score_adj: oom.clamp(sandbox_body::SANDBOX_OOM_SCORE_ADJ),
             };
             let (Ok(name), Ok(body)) = (
-                sandbox_body::name(&config),
-                sandbox_body::create_body(&config, &inputs),
+                sandbox_body::name(config),
+                sandbox_body::create_body(config, &inputs),
             ) else {
-                s.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .errors
-                    .push("sandbox body".into());
-                return;
+                failed(s, "sandbox body");
+                return None;
             };
-            let Some(pod) = timed(s, "RunPodSandbox", async {
+            timed(s, "RunPodSandbox", async {
                 let options = CreateContainerOptionsBuilder::default().name(&name).build();
                 let id = docker.create_container(Some(options), body).await?.id;
                 docker.start_container(&id, None).await?;
                 Ok::<_, bollard::errors::Error>(id)
             })
             .await
-            else {
-                return;
-            };
+        }
+    })
+    .await;
+    let containers = each(n, p, |i| {
+        let (config, pod) = (&configs[i], pods[i].clone());
+        async move {
+            let pod = pod?;
             let app = container_config(run_id);
             let body = container_body::create_body(
                 &app,
                 &ContainerInputs {
                     sandbox_id: &pod,
-                    sandbox: &config,
+                    sandbox: config,
                     seccomp_localhost: None,
                     oom,
                     recursive_read_only: false,
@@ -411,10 +482,11 @@ async fn raw_run(plan: &Plan, docker: &Docker, dir: &Path, run_id: &str, s: &Sha
             let (Ok(body), Some(meta), Some(pod_meta)) =
                 (body, app.metadata.as_ref(), config.metadata.as_ref())
             else {
-                return;
+                failed(s, "container body");
+                return None;
             };
             let name = naming::container_name(meta, pod_meta);
-            let Some(id) = timed(s, "CreateContainer", async {
+            timed(s, "CreateContainer", async {
                 let options = CreateContainerOptionsBuilder::default().name(&name).build();
                 docker
                     .create_container(Some(options), body)
@@ -422,14 +494,31 @@ async fn raw_run(plan: &Plan, docker: &Docker, dir: &Path, run_id: &str, s: &Sha
                     .map(|r| r.id)
             })
             .await
-            else {
-                return;
-            };
-            pods.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((pod.clone(), id.clone()));
+        }
+    })
+    .await;
+    let present: Vec<(String, String)> = pods
+        .into_iter()
+        .zip(containers)
+        .filter_map(|(pod, id)| Some((pod?, id?)))
+        .collect();
+    let m = present.len();
+    let ids = |i: usize| present[i].clone();
+    each(m, p, |i| {
+        let (_, id) = ids(i);
+        async move {
             timed(s, "StartContainer", docker.start_container(&id, None)).await;
-            raw_reads(docker, s, &pod, &id, false).await;
+        }
+    })
+    .await;
+    each(m, p, |i| {
+        let (pod, id) = ids(i);
+        async move { raw_reads(docker, s, &pod, &id, false).await }
+    })
+    .await;
+    each(m, p, |i| {
+        let (_, id) = ids(i);
+        async move {
             timed(s, "ExecSync", async {
                 let exec = docker
                     .create_exec(
@@ -450,6 +539,12 @@ async fn raw_run(plan: &Plan, docker: &Docker, dir: &Path, run_id: &str, s: &Sha
                 docker.inspect_exec(&exec.id).await
             })
             .await;
+        }
+    })
+    .await;
+    each(m, p, |i| {
+        let (_, id) = ids(i);
+        async move {
             timed(s, "ListContainerStats", async {
                 let options = StatsOptionsBuilder::default()
                     .stream(false)
@@ -462,45 +557,56 @@ async fn raw_run(plan: &Plan, docker: &Docker, dir: &Path, run_id: &str, s: &Sha
     })
     .await;
 
-    let present = pods.into_inner().unwrap_or_else(|p| p.into_inner());
-    if !present.is_empty() {
+    if m > 0 {
         for round in 0..plan.read_rounds {
-            let (pod, id) = &present[round % present.len()];
+            let (pod, id) = &present[round % m];
             raw_reads(docker, s, pod, id, true).await;
         }
     }
 
-    each(present.len(), plan.parallel, |i| {
-        let (pod, id) = present[i].clone();
+    let force = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    each(m, p, |i| {
+        let (_, id) = ids(i);
         async move {
             let kill = StopContainerOptionsBuilder::default().t(0).build();
             timed(s, "StopContainer", docker.stop_container(&id, Some(kill))).await;
-            let force = RemoveContainerOptionsBuilder::default()
-                .force(true)
-                .v(true)
-                .build();
-            timed(
-                s,
-                "RemoveContainer",
-                docker.remove_container(&id, Some(force.clone())),
-            )
-            .await;
-            let grace = StopContainerOptionsBuilder::default().t(10).build();
-            timed(
-                s,
-                "StopPodSandbox",
-                docker.stop_container(&pod, Some(grace)),
-            )
-            .await;
-            timed(
-                s,
-                "RemovePodSandbox",
-                docker.remove_container(&pod, Some(force)),
-            )
-            .await;
         }
     })
     .await;
+    each(m, p, |i| {
+        let ((_, id), force) = (ids(i), force.clone());
+        async move {
+            let remove = docker.remove_container(&id, Some(force));
+            timed(s, "RemoveContainer", remove).await;
+        }
+    })
+    .await;
+    each(m, p, |i| {
+        let (pod, _) = ids(i);
+        async move {
+            let grace = StopContainerOptionsBuilder::default().t(10).build();
+            timed(s, "StopPodSandbox", docker.stop_container(&pod, Some(grace))).await;
+        }
+    })
+    .await;
+    each(m, p, |i| {
+        let ((pod, _), force) = (ids(i), force.clone());
+        async move {
+            let remove = docker.remove_container(&pod, Some(force));
+            timed(s, "RemovePodSandbox", remove).await;
+        }
+    })
+    .await;
+}
+
+fn failed(s: &Shared, what: &str) {
+    s.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .errors
+        .push(what.into());
 }
 
 async fn raw_reads(docker: &Docker, s: &Shared, pod: &str, id: &str, all_present: bool) {
@@ -619,6 +725,11 @@ impl Report {
             self.rss_idle_kib as f64 / 1024.0,
             self.rss_peak_kib as f64 / 1024.0,
             self.cpu.as_secs_f64()
+        );
+        out += &format!(
+            "dockerd + containerd CPU: {:.2} s during dockercri's runs, {:.2} s during Docker's\n",
+            self.daemons_cpu_dockercri.as_secs_f64(),
+            self.daemons_cpu_docker.as_secs_f64()
         );
         out += &format!(
             "errors: dockercri {}, docker {}\n",

@@ -30,6 +30,10 @@ pub enum View {
         status: ContainerStatus,
         item: Container,
     },
+    /// A container labelled into a pod whose name is not a CRI container's
+    /// (made beside dockercri, e.g. with the Docker CLI): no CRI call shows
+    /// it, but the pod's stop and remove take it.
+    Member { pod_sandbox_id: String },
 }
 
 impl Entry {
@@ -47,8 +51,21 @@ impl Entry {
                 .as_ref()
                 .and_then(|s| s.pid)
                 .filter(|p| *p > 0);
-            let user = pid.and_then(crate::runtime::container::process_user);
-            Entry::container(inspect, user)
+            let cri_name = inspect
+                .name
+                .as_deref()
+                .and_then(crate::docker::naming::parse_container_name)
+                .is_some();
+            if cri_name {
+                let user = pid.and_then(crate::runtime::container::process_user);
+                Entry::container(inspect, user)
+            } else {
+                let pod_sandbox_id = docker_labels?.get(labels::SANDBOX_ID)?.clone();
+                Some(Entry {
+                    inspect,
+                    view: View::Member { pod_sandbox_id },
+                })
+            }
         } else {
             None
         }
@@ -123,11 +140,17 @@ impl Entry {
         match &self.view {
             View::Sandbox { item, .. } => &item.id,
             View::Container { item, .. } => &item.pod_sandbox_id,
+            View::Member { pod_sandbox_id } => pod_sandbox_id,
         }
     }
 
     pub fn is_sandbox(&self) -> bool {
         matches!(self.view, View::Sandbox { .. })
+    }
+
+    /// Whether this is a CRI app container.
+    pub fn is_container(&self) -> bool {
+        matches!(self.view, View::Container { .. })
     }
 
     /// Whether Docker's process runs.
@@ -255,5 +278,22 @@ mod tests {
             l.remove(labels::SANDBOX_ID);
         }
         assert!(Entry::container(orphan, None).is_none());
+    }
+
+    #[test]
+    fn pod_members_without_a_cri_name_are_kept_but_not_shown() {
+        let root = Path::new("/nonexistent");
+        let e = Entry::load(inspect("/sidecar", labels::TYPE_CONTAINER, true), root).unwrap();
+        assert!(matches!(&e.view, View::Member { pod_sandbox_id } if pod_sandbox_id == "sb1"));
+        assert_eq!(e.pod_id(), "sb1");
+        assert!(!e.is_container() && !e.is_sandbox());
+        let named = inspect("/k8s_app_web_default_uid_2", labels::TYPE_CONTAINER, true);
+        assert!(Entry::load(named, root).unwrap().is_container());
+        // Without its pod's label it belongs to no pod.
+        let mut loose = inspect("/sidecar", labels::TYPE_CONTAINER, true);
+        if let Some(l) = loose.config.as_mut().and_then(|c| c.labels.as_mut()) {
+            l.remove(labels::SANDBOX_ID);
+        }
+        assert!(Entry::load(loose, root).is_none());
     }
 }

@@ -3,10 +3,13 @@
 //! resync. Reads are answered from memory.
 //!
 //! Consistency with our own writes: every write through dockercri marks the
-//! container *dirty*; the next read of a dirty container inspects it again
-//! before answering. A refresh only lands when nothing marked the container
-//! dirty again while its inspect was in flight (a generation number per
-//! dirty mark), so a slow inspect never overwrites a newer state.
+//! container *dirty* when Docker has answered; the next read of a dirty
+//! container inspects it again before answering. The write's caller gets
+//! Docker's answer at once and the container is inspected in the
+//! background, so by the time kubelet reads it back it is normally clean.
+//! A refresh only lands when nothing marked the container dirty again while
+//! its inspect was in flight (a generation number per dirty mark), so a
+//! slow inspect never overwrites a newer state.
 //!
 //! When the event stream is down the index is *not synced*: lists go to
 //! Docker and lookups inspect, until the watch has listed everything again.
@@ -48,6 +51,9 @@ struct State {
     /// Containers our writes removed, with the generation of the removal
     /// and when: a refresh that began before it must not bring them back.
     gone: HashMap<String, (u64, Instant)>,
+    /// When (host clock, ns) the latest inspect of each container was
+    /// sent: an event older than that is already in what it saw.
+    inspected_at: HashMap<String, i64>,
 }
 
 /// How long a removal is remembered (far beyond any inspect's deadline).
@@ -96,18 +102,18 @@ impl Index {
         self.read().busy.contains_key(id)
     }
 
-    /// Runs our Docker `write` to container `id`, then records the
-    /// container's new state before returning: the next call sees it,
-    /// and reads never wait for an inspect.
+    /// Runs our Docker `write` to container `id`. Once Docker has
+    /// answered, the container is dirty (its next read inspects it) and is
+    /// inspected in the background, off the caller's path.
     pub async fn writing<T>(
-        &self,
-        docker: &DockerClient,
+        self: &Arc<Self>,
+        docker: &Arc<DockerClient>,
         id: &str,
         write: impl std::future::Future<Output = T>,
     ) -> T {
         let mut busy = Busy::new(self, id);
         let result = write.await;
-        self.settle(docker, id).await;
+        self.settle(docker, id);
         busy.settled = true;
         result
     }
@@ -115,8 +121,8 @@ impl Index {
     /// Runs our Docker removal of container `id`; once Docker has it gone
     /// the index forgets it at once, without asking Docker again.
     pub async fn removing<T, E>(
-        &self,
-        docker: &DockerClient,
+        self: &Arc<Self>,
+        docker: &Arc<DockerClient>,
         id: &str,
         remove: impl std::future::Future<Output = std::result::Result<T, E>>,
     ) -> std::result::Result<T, E> {
@@ -125,7 +131,7 @@ impl Index {
         if result.is_ok() {
             self.removed(id);
         } else {
-            self.settle(docker, id).await;
+            self.settle(docker, id);
         }
         busy.settled = true;
         result
@@ -138,6 +144,7 @@ impl Index {
         let generation = state.next_generation;
         state.entries.remove(id);
         state.dirty.remove(id);
+        state.inspected_at.remove(id);
         let now = Instant::now();
         state
             .gone
@@ -150,14 +157,27 @@ impl Index {
         self.read().gone.contains_key(id)
     }
 
-    /// Records the state of a container our write just changed. Should
+    /// Records that our write just changed container `id`: it is dirty
+    /// until an inspect, started here in the background, lands. Should
     /// Docker not answer, the container stays dirty and its next read
     /// inspects it.
-    pub async fn settle(&self, docker: &DockerClient, id: &str) {
+    pub fn settle(self: &Arc<Self>, docker: &Arc<DockerClient>, id: &str) {
         self.invalidate(id);
-        if let Err(e) = self.refresh(docker, id).await {
-            tracing::debug!(container = %id, error = %e, "cannot refresh the index after a write");
-        }
+        let (index, docker, id) = (Arc::clone(self), Arc::clone(docker), id.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = index.refresh(&docker, &id).await {
+                tracing::debug!(container = %id, error = %e, "cannot refresh the index after a write");
+            }
+        });
+    }
+
+    /// Whether an inspect of container `id` was sent at or after `ns`
+    /// (host clock): what an event stamped `ns` changed is in what it saw
+    /// (Docker changes the state before it sends the event). Should that
+    /// inspect fail, the container is dirty or unknown and its next read
+    /// inspects it anyway.
+    pub(crate) fn inspected_since(&self, id: &str, ns: i64) -> bool {
+        ns != 0 && self.read().inspected_at.get(id).is_some_and(|at| *at >= ns)
     }
 
     /// The sandbox or container with this id or unique id prefix. Answered
@@ -181,6 +201,21 @@ impl Index {
         // Unknown here (perhaps made behind our back an instant ago), or
         // not synced: Docker resolves the id.
         self.refresh(docker, id).await
+    }
+
+    /// The container the index knows by Docker name `name`; `None` when
+    /// the index is not synced. A container made an instant ago may not be
+    /// known yet: a create that must not clash handles Docker's conflict.
+    pub fn named(&self, name: &str) -> Option<Option<Arc<Entry>>> {
+        if !self.is_synced() {
+            return None;
+        }
+        let state = self.read();
+        let found = state
+            .entries
+            .values()
+            .find(|e| e.inspect.name.as_deref().map(|n| n.trim_start_matches('/')) == Some(name));
+        Some(found.cloned())
     }
 
     /// Every entry, after dirty ones are inspected again; `None` when the
@@ -208,7 +243,11 @@ impl Index {
     /// Returns what Docker said either way.
     pub async fn refresh(&self, docker: &DockerClient, id: &str) -> Result<Option<Arc<Entry>>> {
         let (mark, began) = {
-            let state = self.read();
+            let mut state = self.write();
+            if is_full_id(id) {
+                let at = state.inspected_at.entry(id.to_string()).or_default();
+                *at = (*at).max(crate::docker::time::now_ns());
+            }
             (state.dirty.get(id).copied(), state.next_generation)
         };
         let found = docker.inspect_container(id, "container").await?;
@@ -227,6 +266,9 @@ impl Index {
         } else {
             current.is_none()
         } && state.gone.get(&key).is_none_or(|(g, _)| *g <= began);
+        if entry.is_none() {
+            state.inspected_at.remove(&key);
+        }
         if lands {
             state.dirty.remove(&key);
             match &entry {
@@ -259,6 +301,13 @@ impl Index {
             .filter(|(id, _)| !gone.contains_key(id))
             .collect();
         state.entries = fresh;
+        let State {
+            entries,
+            dirty,
+            inspected_at,
+            ..
+        } = &mut *state;
+        inspected_at.retain(|id, _| entries.contains_key(id) || dirty.contains_key(id));
     }
 
     /// The dirty marks now, for [`Index::replace_all`].
@@ -308,6 +357,11 @@ impl Drop for Busy<'_> {
             }
         }
     }
+}
+
+/// Whether `id` is a whole Docker id (not a prefix or a name).
+fn is_full_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The full id `id` names among the known containers: itself, or the one

@@ -107,13 +107,16 @@ async fn apply(ctx: &Context, message: &EventMessage, last_ns: &mut i64) {
     if events::pod_of(id, &attributes).is_none() {
         return;
     }
-    // A container under a write of ours is refreshed by that write; an
-    // inspect now would only wait for Docker's lock on it.
+    // A container under a write of ours is inspected after that write; an
+    // inspect now would only wait for Docker's lock on it. One inspected
+    // since the event already shows what it changed.
     if !ctx.index.is_busy(id)
         && !ctx.index.is_gone(id)
+        && !ctx.index.inspected_since(id, ns)
         && let Err(e) = ctx.index.refresh(&ctx.docker, id).await
     {
         debug!(container = %id, error = %e, "cannot refresh the index after an event");
+        ctx.index.invalidate(id);
     }
     if ctx.events.has_subscribers()
         && let Some(event) = events::translate(ctx, message).await

@@ -35,7 +35,7 @@ pub async fn create(
     let pod_id = pod.id().to_string();
     let saved = match &pod.view {
         View::Sandbox { checkpoint, .. } => checkpoint.as_ref().and_then(|c| c.config.clone()),
-        View::Container { .. } => None,
+        View::Container { .. } | View::Member { .. } => None,
     };
     let pod_config = sandbox_config.or(saved).unwrap_or_default();
     let pod_meta = pod_config
@@ -93,7 +93,7 @@ async fn create_named(ctx: &Context, name: &str, body: ContainerCreateBody) -> R
         .await
         .map(|r| r.id)
         .map_err(|e| create_error(ctx, e, name, &image))?;
-    ctx.index.settle(&ctx.docker, &id).await;
+    ctx.index.settle(&ctx.docker, &id);
     Ok(id)
 }
 
@@ -127,7 +127,7 @@ pub(crate) async fn find(ctx: &Context, id: &str) -> Result<Option<Arc<Entry>>> 
         return Err(Error::invalid("container_id", "must not be empty"));
     }
     let found = ctx.index.get(&ctx.docker, id).await?;
-    Ok(found.filter(|e| !e.is_sandbox()))
+    Ok(found.filter(|e| e.is_container()))
 }
 
 /// `StartContainer`, then starts writing its CRI log at kubelet's path.

@@ -140,6 +140,9 @@ fn fit(stdout: &mut Vec<u8>, stderr: &mut Vec<u8>) -> bool {
 pub async fn exit_code(ctx: &Context, exec_id: &str) -> Result<i64> {
     let docker = ctx.docker.get().await?;
     let deadline = tokio::time::Instant::now() + EXIT_POLL;
+    // Docker records the exit a moment after the output ends: ask again
+    // soon, then less often.
+    let mut pause = Duration::from_millis(1);
     loop {
         let inspect = docker
             .inspect_exec(exec_id)
@@ -148,7 +151,8 @@ pub async fn exit_code(ctx: &Context, exec_id: &str) -> Result<i64> {
         if inspect.running != Some(true) || tokio::time::Instant::now() > deadline {
             return Ok(inspect.exit_code.unwrap_or(-1));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
 

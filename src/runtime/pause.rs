@@ -27,20 +27,48 @@ const RETRY_CONFIGURED_AFTER: Duration = Duration::from_secs(300);
 #[derive(Debug, Default)]
 pub struct PauseImage {
     fallback_since: Mutex<Option<Instant>>,
+    /// The image last found in Docker, and when: trusted without asking
+    /// Docker again until a create says it is missing (or, for the
+    /// built-in fallback, until the configured image is due for a retry).
+    present: std::sync::Mutex<Option<(String, Instant)>>,
+}
+
+impl PauseImage {
+    fn known(&self, configured: &str) -> Option<String> {
+        let present = self.present.lock().unwrap_or_else(|p| p.into_inner());
+        let (image, since) = present.as_ref()?;
+        let trusted = image == configured
+            || (image == BUILTIN_IMAGE && since.elapsed() < RETRY_CONFIGURED_AFTER);
+        trusted.then(|| image.clone())
+    }
+
+    fn found(&self, image: &str) -> String {
+        let mut present = self.present.lock().unwrap_or_else(|p| p.into_inner());
+        *present = Some((image.to_string(), Instant::now()));
+        image.to_string()
+    }
+
+    /// Docker said the image is missing: the next [`ensure`] looks again.
+    pub fn forget(&self) {
+        *self.present.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
 }
 
 /// The image to run the pause container from.
 pub async fn ensure(ctx: &Context) -> Result<String> {
-    let docker = ctx.docker.get().await?;
     let configured = ctx.config.pause_image.as_str();
+    if let Some(image) = ctx.pause.known(configured) {
+        return Ok(image);
+    }
+    let docker = ctx.docker.get().await?;
     if docker.inspect_image(configured).await.is_ok() {
-        return Ok(configured.to_string());
+        return Ok(ctx.pause.found(configured));
     }
     let mut fallback = ctx.pause.fallback_since.lock().await;
     if let Some(since) = *fallback
         && since.elapsed() < RETRY_CONFIGURED_AFTER
     {
-        return builtin(ctx, &docker).await;
+        return builtin(ctx, &docker).await.map(|i| ctx.pause.found(&i));
     }
     let spec = crate::proto::ImageSpec {
         image: configured.to_string(),
@@ -50,7 +78,7 @@ pub async fn ensure(ctx: &Context) -> Result<String> {
         Ok(_) => {
             *fallback = None;
             info!(image = configured, "pulled the sandbox image");
-            Ok(configured.to_string())
+            Ok(ctx.pause.found(configured))
         }
         Err(why) => {
             warn!(
@@ -60,7 +88,7 @@ pub async fn ensure(ctx: &Context) -> Result<String> {
                 "cannot pull the sandbox image; using the built-in pause image"
             );
             *fallback = Some(Instant::now());
-            builtin(ctx, &docker).await
+            builtin(ctx, &docker).await.map(|i| ctx.pause.found(&i))
         }
     }
 }

@@ -63,7 +63,7 @@ pub async fn run(ctx: &Context, config: PodSandboxConfig, runtime_handler: &str)
         NetworkPlugin::Cni => PodNetwork::None,
     };
     let runtime = (!runtime_handler.is_empty()).then_some(runtime_handler);
-    let mut inputs = SandboxInputs {
+    let inputs = SandboxInputs {
         image: "",
         network,
         runtime,
@@ -74,27 +74,46 @@ pub async fn run(ctx: &Context, config: PodSandboxConfig, runtime_handler: &str)
     sandbox_body::create_body(&config, &inputs)?;
 
     let _pod = ctx.pod_locks.lock(&name).await;
-    if let Some(id) = reuse_existing(ctx, &name, &config).await? {
-        return Ok(id);
-    }
     if let Some(handler) = runtime {
         check_runtime_handler(ctx, handler).await?;
     }
-    let image = pause::ensure(ctx).await?;
-    inputs.image = &image;
-    let body = sandbox_body::create_body(&config, &inputs)?;
-
-    let mut undo = Undo::default();
-    match create_and_start(ctx, &name, &config, runtime_handler, body, &mut undo).await {
-        Ok(id) => {
-            info!(sandbox = %id, name = %name, "pod sandbox is running");
-            Ok(id)
+    // The index answers whether the name is taken; should it not know a
+    // container made an instant ago, Docker's conflict sends us to Docker.
+    let mut ask_docker = false;
+    loop {
+        if let Some(id) = reuse_existing(ctx, &name, &config, ask_docker).await? {
+            return Ok(id);
         }
-        Err(e) => {
-            undo.run(ctx).await;
-            Err(e)
+        let mut undo = Undo::default();
+        match create_and_start(ctx, &name, &config, runtime_handler, &inputs, &mut undo).await {
+            Ok(Made::Sandbox(id)) => {
+                info!(sandbox = %id, name = %name, "pod sandbox is running");
+                return Ok(id);
+            }
+            Ok(Made::NameTaken) if !ask_docker => {
+                undo.run(ctx).await;
+                ask_docker = true;
+            }
+            Ok(Made::NameTaken) => {
+                undo.run(ctx).await;
+                return Err(Error::FailedPrecondition {
+                    what: format!("pod sandbox {name:?}"),
+                    why: "another container took its name meanwhile".into(),
+                });
+            }
+            Err(e) => {
+                undo.run(ctx).await;
+                return Err(e);
+            }
         }
     }
+}
+
+/// What a create attempt came to.
+enum Made {
+    Sandbox(String),
+    /// Docker has a container of that name the index did not know.
+    NameTaken,
 }
 
 async fn create_and_start(
@@ -102,28 +121,43 @@ async fn create_and_start(
     name: &str,
     config: &PodSandboxConfig,
     runtime_handler: &str,
-    body: bollard::models::ContainerCreateBody,
+    inputs: &SandboxInputs<'_>,
     undo: &mut Undo,
-) -> Result<String> {
+) -> Result<Made> {
     if !config.log_directory.is_empty() {
         undo.directory = create_dir(Path::new(&config.log_directory))?;
     }
     let docker = ctx.docker.get().await?;
-    let image = body.image.clone().unwrap_or_default();
     let options = bollard::query_parameters::CreateContainerOptionsBuilder::default()
         .name(name)
         .build();
-    let created = docker
-        .create_container(Some(options), body)
-        .await
-        .map_err(|e| match ctx.docker.classify(e, "pod sandbox", name) {
-            // A 404 here is the image vanishing under us, not the sandbox.
-            Error::NotFound { .. } => Error::FailedPrecondition {
-                what: format!("pod sandbox {name:?}"),
-                why: "the sandbox image disappeared during creation".into(),
-            },
-            other => other,
-        })?;
+    // The sandbox image is trusted to be there until Docker says it is not.
+    let mut image = pause::ensure(ctx).await?;
+    let mut looked_again = false;
+    let created = loop {
+        let body = sandbox_body::create_body(config, &SandboxInputs { image: &image, ..*inputs })?;
+        match docker.create_container(Some(options.clone()), body).await {
+            Ok(created) => break created,
+            Err(e) if is_missing_image(&e) && !looked_again => {
+                ctx.pause.forget();
+                image = pause::ensure(ctx).await?;
+                looked_again = true;
+            }
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => return Ok(Made::NameTaken),
+            Err(e) => {
+                return Err(match ctx.docker.classify(e, "pod sandbox", name) {
+                    // A 404 here is the image vanishing under us, not the sandbox.
+                    Error::NotFound { .. } => Error::FailedPrecondition {
+                        what: format!("pod sandbox {name:?}"),
+                        why: "the sandbox image disappeared during creation".into(),
+                    },
+                    other => other,
+                });
+            }
+        }
+    };
     let id = created.id;
     ctx.index.invalidate(&id);
     undo.container = Some(id.clone());
@@ -142,11 +176,16 @@ async fn create_and_start(
     let start = docker.start_container(&id, None);
     let started = ctx.index.writing(&ctx.docker, &id, start).await;
     started.map_err(|e| ctx.docker.classify(e, "pod sandbox", name))?;
+    // Our built-in pause program stays up and a Docker network needs no
+    // pid: nothing more to learn. A pause container that dies at once (a
+    // wrong sandbox image) can still look alive right after its start:
+    // ask Docker again a moment later.
+    let cni = ctx.config.network_plugin == NetworkPlugin::Cni;
+    if image == pause::BUILTIN_IMAGE && !cni {
+        return Ok(Made::Sandbox(id));
+    }
     let mut sandbox = ctx.index.get(&ctx.docker, &id).await?;
     check_running(sandbox.as_deref(), name)?;
-    // A pause container that dies at once (a wrong sandbox image) can
-    // still look alive right after its start: ask Docker again a moment
-    // later. Our built-in pause program is known to stay.
     if image != pause::BUILTIN_IMAGE {
         tokio::time::sleep(PAUSE_SETTLE).await;
         sandbox = ctx.index.refresh(&ctx.docker, &id).await?;
@@ -154,7 +193,16 @@ async fn create_and_start(
     let sandbox = check_running(sandbox.as_deref(), name)?;
     let pid = running_pid(&sandbox.inspect).unwrap_or_default();
     network::setup(ctx, &id, config, pid).await?;
-    Ok(id)
+    Ok(Made::Sandbox(id))
+}
+
+/// Docker's answer to a create from an image it does not have.
+fn is_missing_image(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, message }
+            if message.contains("No such image")
+    )
 }
 
 /// How long a new pause container must stay up before `RunPodSandbox`
@@ -197,13 +245,20 @@ fn create_dir(dir: &Path) -> Result<Option<PathBuf>> {
 
 /// The same pod asked for twice: the running sandbox is the answer; a dead
 /// one in the way of the name is removed, and so is a CNI pod whose
-/// network setup never finished.
+/// network setup never finished. The index is asked first, Docker when
+/// `ask_docker` or the index is not synced.
 async fn reuse_existing(
     ctx: &Context,
     name: &str,
     config: &PodSandboxConfig,
+    ask_docker: bool,
 ) -> Result<Option<String>> {
-    let Some(existing) = ctx.docker.inspect_container(name, "pod sandbox").await? else {
+    let known = if ask_docker { None } else { ctx.index.named(name) };
+    let existing = match known {
+        Some(entry) => entry.map(|e| e.inspect.clone()),
+        None => ctx.docker.inspect_container(name, "pod sandbox").await?,
+    };
+    let Some(existing) = existing else {
         return Ok(None);
     };
     let id = existing.id.clone().unwrap_or_default();
@@ -286,10 +341,18 @@ pub(crate) async fn find(ctx: &Context, id: &str) -> Result<Option<Arc<Entry>>> 
     Ok(found.filter(|e| e.is_sandbox()))
 }
 
-/// The containers of sandbox `id` (running or not). Docker is asked, not
-/// the index: a stop or remove must also take what joined the pod without
-/// dockercri (anything labelled with the sandbox).
+/// The containers of sandbox `id` (running or not): from the index, which
+/// also holds what joined the pod beside dockercri (labelled as a pod
+/// container) once Docker has reported it; from Docker while the index is
+/// not synced.
 async fn members(ctx: &Context, id: &str) -> Result<Vec<String>> {
+    if let Some(all) = ctx.index.snapshot(&ctx.docker).await? {
+        return Ok(all
+            .iter()
+            .filter(|e| !e.is_sandbox() && e.pod_id() == id)
+            .map(|e| e.id().to_string())
+            .collect());
+    }
     let containers = ctx
         .docker
         .list_containers(&[format!("{}={id}", labels::SANDBOX_ID)])
@@ -503,7 +566,7 @@ pub async fn update_resources(
     saved.overhead = overhead;
     saved.resources = resources;
     checkpoint::save(root, &full_id, &saved)?;
-    ctx.index.settle(&ctx.docker, &full_id).await;
+    ctx.index.settle(&ctx.docker, &full_id);
     debug!(sandbox = %full_id, "pod sandbox resources recorded");
     Ok(())
 }

@@ -147,10 +147,18 @@ impl Harness {
             }),
             ..Default::default()
         };
-        let name = unique_id("dcri-app");
+        // A CRI container's name, so that dockercri shows it like one.
+        let name = format!("k8s_{}_joined_default_uid_0", unique_id("app"));
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
         let id = d.create_container(Some(options), body).await.unwrap().id;
         d.start_container(&id, None).await.unwrap();
+        // dockercri learns of it from Docker's events; asking for its
+        // status makes sure it has before the test goes on.
+        let status = dockercri::proto::ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: false,
+        };
+        self.rt().container_status(status).await.unwrap();
         id
     }
 }
