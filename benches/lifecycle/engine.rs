@@ -3,10 +3,15 @@
 //! container each, P at a time, through dockercri's CRI socket and then
 //! the same Docker requests straight through bollard (the floor).
 //!
-//! Three stages each way: *up* (run the pod, create and start its
-//! container, read its status and the lists, exec, stats), *reads* (with
-//! every pod present: the four read calls kubelet's relist makes) and
-//! *down* (stop and remove the container, stop and remove the pod).
+//! Each operation is a stage of its own, run for all N pods at
+//! parallelism P before the next begins: run the pods, create their
+//! containers, start them, read status and lists, exec, stats; then the
+//! reads with every pod present (the four calls kubelet's relist makes);
+//! then stop and remove the containers, stop and remove the pods. Both
+//! sides thus time an operation against the same concurrent work. The two
+//! sides take turns stage by stage (which goes first alternates), both
+//! sides' pods present at once, so drift in the machine's load and in
+//! what Docker holds falls on both alike.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -65,8 +70,7 @@ pub struct Plan {
     pub read_rounds: usize,
     /// The dockercri binary.
     pub binary: PathBuf,
-    /// Runs of each side, alternated (dockercri, Docker, Docker,
-    /// dockercri, ...) so that drift in the machine's load cancels out.
+    /// Rounds of the whole lifecycle, both sides in each.
     pub repeats: usize,
 }
 
@@ -116,8 +120,11 @@ pub struct Report {
     pub plan: Plan,
     pub dockercri: Samples,
     pub docker: Samples,
+    /// Time spent in each side's stages.
     pub dockercri_wall: Duration,
     pub docker_wall: Duration,
+    /// Pod containers (both sides) present during the read rounds.
+    pub present_for_reads: usize,
     pub rss_idle_kib: u64,
     pub rss_peak_kib: u64,
     pub cpu: Duration,
@@ -144,24 +151,37 @@ pub async fn run(plan: Plan) -> Report {
         .expect("dockerd answers");
     let dockercri = Arc::new(Mutex::new(Samples::default()));
     let raw = Arc::new(Mutex::new(Samples::default()));
-    let (mut dockercri_wall, mut docker_wall, mut cpu_used) = Default::default();
-    let (mut daemons_cri, mut daemons_raw) = (Duration::ZERO, Duration::ZERO);
+    let cri_side = Side {
+        plan: &plan,
+        dir: dir.path(),
+        run_id: &run_id,
+        s: &dockercri,
+        via: Via::Cri(&rt),
+    };
+    let raw_id = format!("raw-{run_id}");
+    let raw_side = Side {
+        plan: &plan,
+        dir: dir.path(),
+        run_id: &raw_id,
+        s: &raw,
+        via: Via::Docker(&docker),
+    };
+    let present_for_reads = read_phase(&plan, &cri_side, &raw_side).await;
     let daemons = daemon_pids();
     let daemons_cpu = || daemons.iter().map(|&p| cpu(p)).sum::<Duration>();
-    for round in 0..plan.repeats.max(1) {
-        for cri_side in [round % 2 == 0, round % 2 == 1] {
-            let t = Instant::now();
-            let daemons_before = daemons_cpu();
-            if cri_side {
-                let before = cpu(pid);
-                cri_run(&plan, &rt, dir.path(), &run_id, &dockercri).await;
-                cpu_used += cpu(pid).saturating_sub(before);
-                dockercri_wall += t.elapsed();
-                daemons_cri += daemons_cpu().saturating_sub(daemons_before);
-            } else {
-                raw_run(&plan, &docker, dir.path(), &run_id, &raw).await;
-                docker_wall += t.elapsed();
-                daemons_raw += daemons_cpu().saturating_sub(daemons_before);
+    let mut spent = [Spent::default(), Spent::default()];
+    let mut turn = 0;
+    for _ in 0..plan.repeats.max(1) {
+        let mut pods = [Pods::default(), Pods::default()];
+        for stage in STAGES {
+            turn += 1;
+            for k in [turn % 2, (turn + 1) % 2] {
+                let side = if k == 0 { &cri_side } else { &raw_side };
+                let (t, daemons_before, before) = (Instant::now(), daemons_cpu(), cpu(pid));
+                side.stage(stage, &mut pods[k]).await;
+                spent[k].wall += t.elapsed();
+                spent[k].daemons += daemons_cpu().saturating_sub(daemons_before);
+                spent[k].dockercri += cpu(pid).saturating_sub(before);
             }
         }
     }
@@ -174,14 +194,396 @@ pub async fn run(plan: Plan) -> Report {
         plan,
         dockercri: take(dockercri),
         docker: take(raw),
-        dockercri_wall,
-        docker_wall,
+        dockercri_wall: spent[0].wall,
+        docker_wall: spent[1].wall,
+        present_for_reads,
         rss_idle_kib,
         rss_peak_kib,
-        cpu: cpu_used,
-        daemons_cpu_dockercri: daemons_cri,
-        daemons_cpu_docker: daemons_raw,
+        cpu: spent[0].dockercri,
+        daemons_cpu_dockercri: spent[0].daemons,
+        daemons_cpu_docker: spent[1].daemons,
     }
+}
+
+/// The reads kubelet's relist makes, timed on both sides against the same
+/// N pods (2N pod containers, made through dockercri and not timed), in
+/// turns of a tenth of the rounds so that drift falls on both alike.
+/// Returns how many pod containers were present.
+async fn read_phase(plan: &Plan, cri: &Side<'_>, raw: &Side<'_>) -> usize {
+    let untimed = Arc::new(Mutex::new(Samples::default()));
+    let maker = Side { s: &untimed, ..*cri };
+    let mut pods = Pods::default();
+    for stage in [
+        Stage::RunPodSandbox,
+        Stage::CreateContainer,
+        Stage::StartContainer,
+    ] {
+        maker.stage(stage, &mut pods).await;
+    }
+    let present = pods.present();
+    if !present.is_empty() {
+        let chunk = plan.read_rounds.div_ceil(10).max(1);
+        let mut done = 0;
+        while done < plan.read_rounds {
+            let rounds = chunk.min(plan.read_rounds - done);
+            let turn = done / chunk;
+            for side in [[cri, raw][turn % 2], [cri, raw][(turn + 1) % 2]] {
+                for round in done..done + rounds {
+                    let (pod, id) = &present[round % present.len()];
+                    side.reads(pod, id, true).await;
+                }
+            }
+            done += rounds;
+        }
+    }
+    for stage in [
+        Stage::StopContainer,
+        Stage::RemoveContainer,
+        Stage::StopPodSandbox,
+        Stage::RemovePodSandbox,
+    ] {
+        maker.stage(stage, &mut pods).await;
+    }
+    let errors = take(untimed).errors;
+    cri.s
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .errors
+        .extend(errors);
+    2 * present.len()
+}
+
+/// What one side's stages cost.
+#[derive(Default)]
+struct Spent {
+    wall: Duration,
+    daemons: Duration,
+    dockercri: Duration,
+}
+
+/// The stages of a lifecycle round, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    RunPodSandbox,
+    CreateContainer,
+    StartContainer,
+    ReadsAfterStart,
+    ExecSync,
+    ListContainerStats,
+    StopContainer,
+    RemoveContainer,
+    StopPodSandbox,
+    RemovePodSandbox,
+}
+
+const STAGES: [Stage; 10] = [
+    Stage::RunPodSandbox,
+    Stage::CreateContainer,
+    Stage::StartContainer,
+    Stage::ReadsAfterStart,
+    Stage::ExecSync,
+    Stage::ListContainerStats,
+    Stage::StopContainer,
+    Stage::RemoveContainer,
+    Stage::StopPodSandbox,
+    Stage::RemovePodSandbox,
+];
+
+/// One side's pods in a round: sandbox and container ids as made.
+#[derive(Default)]
+struct Pods {
+    sandboxes: Vec<Option<String>>,
+    containers: Vec<Option<String>>,
+}
+
+impl Pods {
+    /// The pods whose sandbox and container both exist.
+    fn present(&self) -> Vec<(String, String)> {
+        self.sandboxes
+            .iter()
+            .zip(&self.containers)
+            .filter_map(|(p, c)| Some((p.clone()?, c.clone()?)))
+            .collect()
+    }
+}
+
+/// How a side reaches Docker.
+#[derive(Clone, Copy)]
+enum Via<'a> {
+    /// dockercri's CRI socket.
+    Cri(&'a RuntimeServiceClient<Channel>),
+    /// Docker's API, with the requests dockercri would make.
+    Docker(&'a Docker),
+}
+
+/// One side of the comparison.
+#[derive(Clone, Copy)]
+struct Side<'a> {
+    plan: &'a Plan,
+    dir: &'a Path,
+    run_id: &'a str,
+    s: &'a Shared,
+    via: Via<'a>,
+}
+
+impl Side<'_> {
+    async fn stage(&self, stage: Stage, pods: &mut Pods) {
+        let (n, p) = (self.plan.pods, self.plan.parallel);
+        let configs: Vec<PodSandboxConfig> = (0..n)
+            .map(|i| pod_config(self.dir, self.run_id, i))
+            .collect();
+        let present = pods.present();
+        let m = present.len();
+        let ids = |i: usize| present[i].clone();
+        let s = self.s;
+        match stage {
+            Stage::RunPodSandbox => {
+                pods.sandboxes = each(n, p, |i| self.run_pod(&configs[i])).await;
+            }
+            Stage::CreateContainer => {
+                let (sandboxes, configs) = (&pods.sandboxes, &configs);
+                pods.containers = each(n, p, |i| async move {
+                    let pod = sandboxes.get(i)?.clone()?;
+                    self.create(&pod, &configs[i]).await
+                })
+                .await;
+            }
+            Stage::ReadsAfterStart => {
+                each(m, p, |i| async move {
+                    let (pod, id) = ids(i);
+                    self.reads(&pod, &id, false).await
+                })
+                .await;
+            }
+            _ => {
+                each(m, p, |i| async move {
+                    let (pod, id) = ids(i);
+                    self.act(stage, &pod, &id, s).await
+                })
+                .await;
+            }
+        }
+    }
+
+    async fn run_pod(&self, config: &PodSandboxConfig) -> Option<String> {
+        let s = self.s;
+        match self.via {
+            Via::Cri(rt) => {
+                let run = RunPodSandboxRequest {
+                    config: Some(config.clone()),
+                    runtime_handler: String::new(),
+                };
+                let reply = timed(s, "RunPodSandbox", rt.clone().run_pod_sandbox(run)).await?;
+                Some(reply.into_inner().pod_sandbox_id)
+            }
+            Via::Docker(docker) => {
+                let inputs = SandboxInputs {
+                    image: dockercri::runtime::pause::BUILTIN_IMAGE,
+                    network: PodNetwork::DockerBridge,
+                    runtime: None,
+                    seccomp_localhost: None,
+                    oom_score_adj: OomPolicy::new(None).clamp(sandbox_body::SANDBOX_OOM_SCORE_ADJ),
+                };
+                let (Ok(name), Ok(body)) = (
+                    sandbox_body::name(config),
+                    sandbox_body::create_body(config, &inputs),
+                ) else {
+                    failed(s, "sandbox body");
+                    return None;
+                };
+                timed(s, "RunPodSandbox", async {
+                    let options = CreateContainerOptionsBuilder::default().name(&name).build();
+                    let id = docker.create_container(Some(options), body).await?.id;
+                    docker.start_container(&id, None).await?;
+                    Ok::<_, bollard::errors::Error>(id)
+                })
+                .await
+            }
+        }
+    }
+
+    async fn create(&self, pod: &str, config: &PodSandboxConfig) -> Option<String> {
+        let s = self.s;
+        let app = container_config(self.run_id);
+        match self.via {
+            Via::Cri(rt) => {
+                let create = CreateContainerRequest {
+                    pod_sandbox_id: pod.to_string(),
+                    config: Some(app),
+                    sandbox_config: Some(config.clone()),
+                };
+                let reply = timed(s, "CreateContainer", rt.clone().create_container(create)).await?;
+                Some(reply.into_inner().container_id)
+            }
+            Via::Docker(docker) => {
+                let body = container_body::create_body(
+                    &app,
+                    &ContainerInputs {
+                        sandbox_id: pod,
+                        sandbox: config,
+                        seccomp_localhost: None,
+                        oom: OomPolicy::new(None),
+                        recursive_read_only: false,
+                    },
+                );
+                let (Ok(body), Some(meta), Some(pod_meta)) =
+                    (body, app.metadata.as_ref(), config.metadata.as_ref())
+                else {
+                    failed(s, "container body");
+                    return None;
+                };
+                let name = naming::container_name(meta, pod_meta);
+                timed(s, "CreateContainer", async {
+                    let options = CreateContainerOptionsBuilder::default().name(&name).build();
+                    docker
+                        .create_container(Some(options), body)
+                        .await
+                        .map(|r| r.id)
+                })
+                .await
+            }
+        }
+    }
+
+    async fn reads(&self, pod: &str, id: &str, all_present: bool) {
+        match self.via {
+            Via::Cri(rt) => cri_reads(&mut rt.clone(), self.s, pod, id, all_present).await,
+            Via::Docker(docker) => raw_reads(docker, self.s, pod, id, all_present).await,
+        }
+    }
+
+    /// One of the calls on an existing pod.
+    async fn act(&self, stage: Stage, pod: &str, id: &str, s: &Shared) {
+        match self.via {
+            Via::Cri(rt) => cri_act(rt.clone(), stage, pod, id, s).await,
+            Via::Docker(docker) => raw_act(docker, stage, pod, id, s).await,
+        }
+    }
+}
+
+async fn cri_act(
+    mut rt: RuntimeServiceClient<Channel>,
+    stage: Stage,
+    pod: &str,
+    id: &str,
+    s: &Shared,
+) {
+    let (pod, id) = (pod.to_string(), id.to_string());
+    match stage {
+        Stage::StartContainer => {
+            let start = StartContainerRequest { container_id: id };
+            timed(s, "StartContainer", rt.start_container(start)).await;
+        }
+        Stage::ExecSync => {
+            let exec = ExecSyncRequest {
+                container_id: id,
+                cmd: vec!["echo".into(), "hi".into()],
+                timeout: 10,
+            };
+            timed(s, "ExecSync", rt.exec_sync(exec)).await;
+        }
+        Stage::ListContainerStats => {
+            let stats = ListContainerStatsRequest {
+                filter: Some(ContainerStatsFilter {
+                    id,
+                    ..Default::default()
+                }),
+            };
+            timed(s, "ListContainerStats", rt.list_container_stats(stats)).await;
+        }
+        Stage::StopContainer => {
+            let stop = StopContainerRequest {
+                container_id: id,
+                timeout: 0,
+            };
+            timed(s, "StopContainer", rt.stop_container(stop)).await;
+        }
+        Stage::RemoveContainer => {
+            let remove = RemoveContainerRequest { container_id: id };
+            timed(s, "RemoveContainer", rt.remove_container(remove)).await;
+        }
+        Stage::StopPodSandbox => {
+            let stop = StopPodSandboxRequest {
+                pod_sandbox_id: pod,
+            };
+            timed(s, "StopPodSandbox", rt.stop_pod_sandbox(stop)).await;
+        }
+        Stage::RemovePodSandbox => {
+            let remove = RemovePodSandboxRequest {
+                pod_sandbox_id: pod,
+            };
+            timed(s, "RemovePodSandbox", rt.remove_pod_sandbox(remove)).await;
+        }
+        _ => {}
+    }
+}
+
+async fn raw_act(docker: &Docker, stage: Stage, pod: &str, id: &str, s: &Shared) {
+    let force = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    match stage {
+        Stage::StartContainer => {
+            timed(s, "StartContainer", docker.start_container(id, None)).await;
+        }
+        Stage::ExecSync => {
+            timed(s, "ExecSync", async {
+                let exec = docker
+                    .create_exec(
+                        id,
+                        CreateExecOptions {
+                            attach_stdout: Some(true),
+                            attach_stderr: Some(true),
+                            cmd: Some(vec!["echo", "hi"]),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                if let StartExecResults::Attached { mut output, .. } =
+                    docker.start_exec(&exec.id, None).await?
+                {
+                    while output.next().await.is_some() {}
+                }
+                docker.inspect_exec(&exec.id).await
+            })
+            .await;
+        }
+        Stage::ListContainerStats => {
+            timed(s, "ListContainerStats", async {
+                let options = StatsOptionsBuilder::default()
+                    .stream(false)
+                    .one_shot(true)
+                    .build();
+                docker.stats(id, Some(options)).next().await.transpose()
+            })
+            .await;
+        }
+        Stage::StopContainer => {
+            let kill = StopContainerOptionsBuilder::default().t(0).build();
+            timed(s, "StopContainer", docker.stop_container(id, Some(kill))).await;
+        }
+        Stage::RemoveContainer => {
+            let remove = docker.remove_container(id, Some(force));
+            timed(s, "RemoveContainer", remove).await;
+        }
+        Stage::StopPodSandbox => {
+            let grace = StopContainerOptionsBuilder::default().t(10).build();
+            timed(s, "StopPodSandbox", docker.stop_container(pod, Some(grace))).await;
+        }
+        Stage::RemovePodSandbox => {
+            let remove = docker.remove_container(pod, Some(force));
+            timed(s, "RemovePodSandbox", remove).await;
+        }
+        _ => {}
+    }
+}
+
+fn failed(s: &Shared, what: &str) {
+    s.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .errors
+        .push(what.into());
 }
 
 /// The pids of dockerd and containerd.
@@ -248,140 +650,6 @@ fn container_config(run_id: &str) -> ContainerConfig {
     }
 }
 
-/// The stages through dockercri. Each operation is a stage of its own,
-/// run for every pod at parallelism P before the next begins, so both
-/// sides time an operation against the same concurrent work (with the
-/// whole lifecycle per pod, a faster stats call on one side would crowd
-/// its other calls together).
-async fn cri_run(
-    plan: &Plan,
-    rt: &RuntimeServiceClient<Channel>,
-    dir: &Path,
-    run_id: &str,
-    s: &Shared,
-) {
-    let (n, p) = (plan.pods, plan.parallel);
-    let configs: Vec<PodSandboxConfig> = (0..n).map(|i| pod_config(dir, run_id, i)).collect();
-    let pods = each(n, p, |i| {
-        let (mut rt, config) = (rt.clone(), configs[i].clone());
-        async move {
-            let run = RunPodSandboxRequest {
-                config: Some(config),
-                runtime_handler: String::new(),
-            };
-            let reply = timed(s, "RunPodSandbox", rt.run_pod_sandbox(run)).await?;
-            Some(reply.into_inner().pod_sandbox_id)
-        }
-    })
-    .await;
-    let containers = each(n, p, |i| {
-        let (mut rt, pod, config) = (rt.clone(), pods[i].clone(), configs[i].clone());
-        async move {
-            let create = CreateContainerRequest {
-                pod_sandbox_id: pod?,
-                config: Some(container_config(run_id)),
-                sandbox_config: Some(config),
-            };
-            let reply = timed(s, "CreateContainer", rt.create_container(create)).await?;
-            Some(reply.into_inner().container_id)
-        }
-    })
-    .await;
-    let present: Vec<(String, String)> = pods
-        .into_iter()
-        .zip(containers)
-        .filter_map(|(pod, id)| Some((pod?, id?)))
-        .collect();
-    let m = present.len();
-    let client = |i: usize| (rt.clone(), present[i].0.clone(), present[i].1.clone());
-    each(m, p, |i| {
-        let (mut rt, _, id) = client(i);
-        async move {
-            let start = StartContainerRequest { container_id: id };
-            timed(s, "StartContainer", rt.start_container(start)).await;
-        }
-    })
-    .await;
-    each(m, p, |i| {
-        let (mut rt, pod, id) = client(i);
-        async move { cri_reads(&mut rt, s, &pod, &id, false).await }
-    })
-    .await;
-    each(m, p, |i| {
-        let (mut rt, _, id) = client(i);
-        async move {
-            let exec = ExecSyncRequest {
-                container_id: id,
-                cmd: vec!["echo".into(), "hi".into()],
-                timeout: 10,
-            };
-            timed(s, "ExecSync", rt.exec_sync(exec)).await;
-        }
-    })
-    .await;
-    each(m, p, |i| {
-        let (mut rt, _, id) = client(i);
-        async move {
-            let stats = ListContainerStatsRequest {
-                filter: Some(ContainerStatsFilter {
-                    id,
-                    ..Default::default()
-                }),
-            };
-            timed(s, "ListContainerStats", rt.list_container_stats(stats)).await;
-        }
-    })
-    .await;
-
-    if m > 0 {
-        let mut rt = rt.clone();
-        for round in 0..plan.read_rounds {
-            let (pod, id) = &present[round % m];
-            cri_reads(&mut rt, s, pod, id, true).await;
-        }
-    }
-
-    each(m, p, |i| {
-        let (mut rt, _, id) = client(i);
-        async move {
-            let stop = StopContainerRequest {
-                container_id: id,
-                timeout: 0,
-            };
-            timed(s, "StopContainer", rt.stop_container(stop)).await;
-        }
-    })
-    .await;
-    each(m, p, |i| {
-        let (mut rt, _, id) = client(i);
-        async move {
-            let remove = RemoveContainerRequest { container_id: id };
-            timed(s, "RemoveContainer", rt.remove_container(remove)).await;
-        }
-    })
-    .await;
-    each(m, p, |i| {
-        let (mut rt, pod, _) = client(i);
-        async move {
-            let stop = StopPodSandboxRequest {
-                pod_sandbox_id: pod,
-            };
-            timed(s, "StopPodSandbox", rt.stop_pod_sandbox(stop)).await;
-        }
-    })
-    .await;
-    each(m, p, |i| {
-        let (mut rt, pod, _) = client(i);
-        async move {
-            let remove = RemovePodSandboxRequest {
-                pod_sandbox_id: pod,
-            };
-            timed(s, "RemovePodSandbox", rt.remove_pod_sandbox(remove)).await;
-        }
-    })
-    .await;
-}
-
 /// The relist reads, as kubelet makes them (whole lists, one status).
 async fn cri_reads(
     rt: &mut RuntimeServiceClient<Channel>,
@@ -425,190 +693,6 @@ async fn cri_reads(
 }
 
 /// The same Docker requests dockercri makes, straight through bollard.
-async fn raw_run(plan: &Plan, docker: &Docker, dir: &Path, run_id: &str, s: &Shared) {
-    let (n, p) = (plan.pods, plan.parallel);
-    let oom = OomPolicy::new(None);
-    let pause = dockercri::runtime::pause::BUILTIN_IMAGE;
-    // Names differ from dockercri's run so leftovers never collide.
-    let configs: Vec<PodSandboxConfig> = (0..n)
-        .map(|i| {
-            let mut config = pod_config(dir, &format!("raw-{run_id}"), i);
-            config.labels = HashMap::from([(LABEL.to_string(), run_id.to_string())]);
-            config
-        })
-        .collect();
-    let pods = each(n, p, |i| {
-        let config = &configs[i];
-        async move {
-            let inputs = SandboxInputs {
-                image: pause,
-                network: PodNetwork::DockerBridge,
-                runtime: None,
-                seccomp_localhost: None,
-                oom_score_adj: oom.clamp(sandbox_body::SANDBOX_OOM_SCORE_ADJ),
-            };
-            let (Ok(name), Ok(body)) = (
-                sandbox_body::name(config),
-                sandbox_body::create_body(config, &inputs),
-            ) else {
-                failed(s, "sandbox body");
-                return None;
-            };
-            timed(s, "RunPodSandbox", async {
-                let options = CreateContainerOptionsBuilder::default().name(&name).build();
-                let id = docker.create_container(Some(options), body).await?.id;
-                docker.start_container(&id, None).await?;
-                Ok::<_, bollard::errors::Error>(id)
-            })
-            .await
-        }
-    })
-    .await;
-    let containers = each(n, p, |i| {
-        let (config, pod) = (&configs[i], pods[i].clone());
-        async move {
-            let pod = pod?;
-            let app = container_config(run_id);
-            let body = container_body::create_body(
-                &app,
-                &ContainerInputs {
-                    sandbox_id: &pod,
-                    sandbox: config,
-                    seccomp_localhost: None,
-                    oom,
-                    recursive_read_only: false,
-                },
-            );
-            let (Ok(body), Some(meta), Some(pod_meta)) =
-                (body, app.metadata.as_ref(), config.metadata.as_ref())
-            else {
-                failed(s, "container body");
-                return None;
-            };
-            let name = naming::container_name(meta, pod_meta);
-            timed(s, "CreateContainer", async {
-                let options = CreateContainerOptionsBuilder::default().name(&name).build();
-                docker
-                    .create_container(Some(options), body)
-                    .await
-                    .map(|r| r.id)
-            })
-            .await
-        }
-    })
-    .await;
-    let present: Vec<(String, String)> = pods
-        .into_iter()
-        .zip(containers)
-        .filter_map(|(pod, id)| Some((pod?, id?)))
-        .collect();
-    let m = present.len();
-    let ids = |i: usize| present[i].clone();
-    each(m, p, |i| {
-        let (_, id) = ids(i);
-        async move {
-            timed(s, "StartContainer", docker.start_container(&id, None)).await;
-        }
-    })
-    .await;
-    each(m, p, |i| {
-        let (pod, id) = ids(i);
-        async move { raw_reads(docker, s, &pod, &id, false).await }
-    })
-    .await;
-    each(m, p, |i| {
-        let (_, id) = ids(i);
-        async move {
-            timed(s, "ExecSync", async {
-                let exec = docker
-                    .create_exec(
-                        &id,
-                        CreateExecOptions {
-                            attach_stdout: Some(true),
-                            attach_stderr: Some(true),
-                            cmd: Some(vec!["echo", "hi"]),
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                if let StartExecResults::Attached { mut output, .. } =
-                    docker.start_exec(&exec.id, None).await?
-                {
-                    while output.next().await.is_some() {}
-                }
-                docker.inspect_exec(&exec.id).await
-            })
-            .await;
-        }
-    })
-    .await;
-    each(m, p, |i| {
-        let (_, id) = ids(i);
-        async move {
-            timed(s, "ListContainerStats", async {
-                let options = StatsOptionsBuilder::default()
-                    .stream(false)
-                    .one_shot(true)
-                    .build();
-                docker.stats(&id, Some(options)).next().await.transpose()
-            })
-            .await;
-        }
-    })
-    .await;
-
-    if m > 0 {
-        for round in 0..plan.read_rounds {
-            let (pod, id) = &present[round % m];
-            raw_reads(docker, s, pod, id, true).await;
-        }
-    }
-
-    let force = RemoveContainerOptionsBuilder::default()
-        .force(true)
-        .v(true)
-        .build();
-    each(m, p, |i| {
-        let (_, id) = ids(i);
-        async move {
-            let kill = StopContainerOptionsBuilder::default().t(0).build();
-            timed(s, "StopContainer", docker.stop_container(&id, Some(kill))).await;
-        }
-    })
-    .await;
-    each(m, p, |i| {
-        let ((_, id), force) = (ids(i), force.clone());
-        async move {
-            let remove = docker.remove_container(&id, Some(force));
-            timed(s, "RemoveContainer", remove).await;
-        }
-    })
-    .await;
-    each(m, p, |i| {
-        let (pod, _) = ids(i);
-        async move {
-            let grace = StopContainerOptionsBuilder::default().t(10).build();
-            timed(s, "StopPodSandbox", docker.stop_container(&pod, Some(grace))).await;
-        }
-    })
-    .await;
-    each(m, p, |i| {
-        let ((pod, _), force) = (ids(i), force.clone());
-        async move {
-            let remove = docker.remove_container(&pod, Some(force));
-            timed(s, "RemovePodSandbox", remove).await;
-        }
-    })
-    .await;
-}
-
-fn failed(s: &Shared, what: &str) {
-    s.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .errors
-        .push(what.into());
-}
-
 async fn raw_reads(docker: &Docker, s: &Shared, pod: &str, id: &str, all_present: bool) {
     let name = |op: &'static str, read: &'static str| if all_present { read } else { op };
     timed(
@@ -681,9 +765,13 @@ impl Report {
     pub fn render(&self) -> String {
         let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         let mut out = format!(
-            "{} pods with one container each, parallelism {}, {} rounds of reads with all present; \
-             {} run(s) each way, alternated\n",
-            self.plan.pods, self.plan.parallel, self.plan.read_rounds, self.plan.repeats
+            "{} pods with one container each, parallelism {}, {} round(s); the two sides take \
+             turns stage by stage\nreads: {} rounds with {} pod containers present\n",
+            self.plan.pods,
+            self.plan.parallel,
+            self.plan.repeats,
+            self.plan.read_rounds,
+            self.present_for_reads
         );
         out += &format!(
             "{:<26} {:>9} {:>9} {:>9} | {:>9} {:>9} | {:>6}\n",
@@ -714,7 +802,7 @@ impl Report {
         let pods = (self.plan.pods * self.plan.repeats.max(1)) as f64;
         let per_sec = |wall: Duration| pods / wall.as_secs_f64().max(0.001);
         out += &format!(
-            "pods per second: dockercri {:.2} ({:.1} s), docker {:.2} ({:.1} s)\n",
+            "pods per second (time in each side's stages): dockercri {:.2} ({:.1} s), docker {:.2} ({:.1} s)\n",
             per_sec(self.dockercri_wall),
             self.dockercri_wall.as_secs_f64(),
             per_sec(self.docker_wall),
