@@ -361,7 +361,11 @@ async fn a_pods_stop_and_remove_take_what_joined_it_beside_dockercri() {
     // index (within milliseconds); a stop is idempotent, so ask again.
     let deadline = Instant::now() + Duration::from_secs(5);
     while docker_state(&member).0 {
-        assert!(Instant::now() < deadline, "the member still runs\n{}", h.logs());
+        assert!(
+            Instant::now() < deadline,
+            "the member still runs\n{}",
+            h.logs()
+        );
         h.rt()
             .stop_pod_sandbox(dockercri::proto::StopPodSandboxRequest {
                 pod_sandbox_id: pod.id.clone(),
@@ -375,5 +379,8 @@ async fn a_pods_stop_and_remove_take_what_joined_it_beside_dockercri() {
         })
         .await
         .unwrap();
-    assert!(!docker_state(&member).1, "the member is removed with the pod");
+    assert!(
+        !docker_state(&member).1,
+        "the member is removed with the pod"
+    );
 }

@@ -211,7 +211,10 @@ pub async fn run(plan: Plan) -> Report {
 /// Returns how many pod containers were present.
 async fn read_phase(plan: &Plan, cri: &Side<'_>, raw: &Side<'_>) -> usize {
     let untimed = Arc::new(Mutex::new(Samples::default()));
-    let maker = Side { s: &untimed, ..*cri };
+    let maker = Side {
+        s: &untimed,
+        ..*cri
+    };
     let mut pods = Pods::default();
     for stage in [
         Stage::RunPodSandbox,
@@ -412,7 +415,8 @@ impl Side<'_> {
                     config: Some(app),
                     sandbox_config: Some(config.clone()),
                 };
-                let reply = timed(s, "CreateContainer", rt.clone().create_container(create)).await?;
+                let reply =
+                    timed(s, "CreateContainer", rt.clone().create_container(create)).await?;
                 Some(reply.into_inner().container_id)
             }
             Via::Docker(docker) => {

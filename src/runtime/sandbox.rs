@@ -135,7 +135,13 @@ async fn create_and_start(
     let mut image = pause::ensure(ctx).await?;
     let mut looked_again = false;
     let created = loop {
-        let body = sandbox_body::create_body(config, &SandboxInputs { image: &image, ..*inputs })?;
+        let body = sandbox_body::create_body(
+            config,
+            &SandboxInputs {
+                image: &image,
+                ..*inputs
+            },
+        )?;
         match docker.create_container(Some(options.clone()), body).await {
             Ok(created) => break created,
             Err(e) if is_missing_image(&e) && !looked_again => {
@@ -253,7 +259,11 @@ async fn reuse_existing(
     config: &PodSandboxConfig,
     ask_docker: bool,
 ) -> Result<Option<String>> {
-    let known = if ask_docker { None } else { ctx.index.named(name) };
+    let known = if ask_docker {
+        None
+    } else {
+        ctx.index.named(name)
+    };
     let existing = match known {
         Some(entry) => entry.map(|e| e.inspect.clone()),
         None => ctx.docker.inspect_container(name, "pod sandbox").await?,
