@@ -438,4 +438,36 @@ mod tests {
         assert!(!dirty.contains_key("old"));
         assert!(dirty.contains_key("new"));
     }
+
+    #[test]
+    fn names_are_answered_only_while_synced() {
+        let index = Index::new(PathBuf::from("/nonexistent"));
+        {
+            let mut state = index.write();
+            *state = state_with(&["abc123"], &[]);
+            let mut entry = (*state.entries["abc123"]).clone();
+            entry.inspect.name = Some("/k8s_POD_web_default_uid_0".into());
+            state.entries.insert("abc123".into(), Arc::new(entry));
+        }
+        assert!(
+            index.named("k8s_POD_web_default_uid_0").is_none(),
+            "not synced"
+        );
+        index.set_synced(true);
+        let found = index.named("k8s_POD_web_default_uid_0").unwrap().unwrap();
+        assert_eq!(found.id(), "abc123");
+        assert!(index.named("k8s_POD_db_default_uid_0").unwrap().is_none());
+    }
+
+    #[test]
+    fn events_older_than_the_latest_inspect_are_already_seen() {
+        let index = Index::new(PathBuf::from("/nonexistent"));
+        index.write().inspected_at.insert("abc".into(), 1_000);
+        assert!(index.inspected_since("abc", 999));
+        assert!(index.inspected_since("abc", 1_000));
+        assert!(!index.inspected_since("abc", 1_001), "a newer event");
+        assert!(!index.inspected_since("abc", 0), "an event without a time");
+        assert!(!index.inspected_since("other", 1), "never inspected");
+        assert!(is_full_id(&"a".repeat(64)) && !is_full_id("abc") && !is_full_id(&"g".repeat(64)));
+    }
 }
