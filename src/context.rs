@@ -100,10 +100,11 @@ impl Context {
 
     /// Drops cached facts of containers that are gone.
     pub fn forget_stats_facts(&self, live: &[String]) {
+        let live: std::collections::HashSet<&str> = live.iter().map(String::as_str).collect();
         self.stats_facts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|k, _| live.contains(k));
+            .retain(|k, _| live.contains(k.as_str()));
     }
 
     /// Docker's root directory, asked once.

@@ -3,7 +3,7 @@
 
 use bollard::models::{
     ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary,
-    ContainerSummaryStateEnum, HostConfig, MountPoint,
+    ContainerSummaryHostConfig, ContainerSummaryStateEnum, HostConfig, MountPoint,
 };
 
 use crate::docker::{labels, naming, time};
@@ -80,6 +80,39 @@ pub fn from_summary(c: &ContainerSummary) -> Option<Container> {
         labels,
         annotations,
     })
+}
+
+/// What Docker's list would say of the container `inspect` describes:
+/// lets the stats, which work from list entries, take the index's inspects
+/// instead of a Docker list.
+pub fn summary_from_inspect(inspect: &ContainerInspectResponse) -> ContainerSummary {
+    let config = inspect.config.as_ref();
+    let state = inspect
+        .state
+        .as_ref()
+        .and_then(|s| s.status)
+        .and_then(|s| s.to_string().parse().ok());
+    let created = inspect
+        .created
+        .as_deref()
+        .map(|t| time::rfc3339_to_ns(t) / 1_000_000_000);
+    ContainerSummary {
+        id: inspect.id.clone(),
+        names: inspect.name.clone().map(|n| vec![n]),
+        image: config.and_then(|c| c.image.clone()),
+        image_id: inspect.image.clone(),
+        created,
+        labels: config.and_then(|c| c.labels.clone()),
+        state,
+        host_config: Some(ContainerSummaryHostConfig {
+            network_mode: inspect
+                .host_config
+                .as_ref()
+                .and_then(|h| h.network_mode.clone()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// The reason kubelet shows for an exited container.
@@ -302,5 +335,60 @@ mod tests {
         assert_eq!((running.exit_code, running.reason.as_str()), (0, ""));
         let oom = status(&inspect(ContainerStateStatusEnum::EXITED, 137, true), None).unwrap();
         assert_eq!((oom.exit_code, oom.reason.as_str()), (137, "OOMKilled"));
+    }
+
+    #[test]
+    fn an_inspect_reads_as_the_list_entry_docker_would_give() {
+        for (status, word) in [
+            (
+                ContainerStateStatusEnum::RUNNING,
+                ContainerSummaryStateEnum::RUNNING,
+            ),
+            (
+                ContainerStateStatusEnum::EXITED,
+                ContainerSummaryStateEnum::EXITED,
+            ),
+            (
+                ContainerStateStatusEnum::CREATED,
+                ContainerSummaryStateEnum::CREATED,
+            ),
+        ] {
+            let mut i = inspect(status, 0, false);
+            if let Some(h) = i.host_config.as_mut() {
+                h.network_mode = Some("container:sb".into());
+            }
+            let summary = summary_from_inspect(&i);
+            assert_eq!(summary.state, Some(word));
+            assert_eq!(summary.id.as_deref(), Some("c1"));
+            assert_eq!(summary.image.as_deref(), Some("busybox"));
+            assert_eq!(summary.image_id.as_deref(), Some("sha256:abc"));
+            assert_eq!(summary.created, Some(1_700_000_000));
+            assert_eq!(
+                summary.host_config.and_then(|h| h.network_mode).as_deref(),
+                Some("container:sb")
+            );
+            // The CRI list item read from it is the one the inspect gives,
+            // to the second.
+            let from_list = from_summary(&summary_from_inspect(&i)).unwrap();
+            let from_status = status_item(&i);
+            assert_eq!(from_list, from_status, "{word:?}");
+        }
+    }
+
+    /// The CRI list item of an inspect, as the index builds it.
+    fn status_item(i: &ContainerInspectResponse) -> Container {
+        let st = status(i, None).unwrap();
+        Container {
+            id: st.id,
+            pod_sandbox_id: "sb".into(),
+            metadata: st.metadata,
+            image: st.image,
+            image_ref: st.image_ref,
+            state: st.state,
+            created_at: st.created_at,
+            labels: st.labels,
+            annotations: st.annotations,
+            image_id: st.image_id,
+        }
     }
 }

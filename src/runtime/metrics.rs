@@ -13,7 +13,7 @@ use crate::context::Context;
 use crate::docker::{container_status, labels, sandbox_status, time};
 use crate::error::{Error, Result};
 use crate::proto::{ContainerMetrics, MetricDescriptor, PodSandboxMetrics};
-use crate::runtime::stats::{facts, pod_sample, running};
+use crate::runtime::stats::{facts, pod_containers, pod_sample, running};
 use crate::stats::metrics::{self, Layer, Reading, Subject};
 use crate::stats::{self as kernel, cgroup};
 
@@ -22,15 +22,13 @@ pub fn descriptors() -> Vec<MetricDescriptor> {
     metrics::descriptors()
 }
 
-/// `ListPodSandboxMetrics`: one Docker list per kind, then kernel counters;
-/// Docker is inspected once per container process (cached).
+/// `ListPodSandboxMetrics`: the pod containers from the index (one Docker
+/// list per kind while it is not synced), then kernel counters.
 pub async fn list(ctx: &Context) -> Result<Vec<PodSandboxMetrics>> {
     let any = HashMap::new();
-    let sandbox_filter = labels::filters(labels::TYPE_SANDBOX, &any);
-    let container_filter = labels::filters(labels::TYPE_CONTAINER, &any);
     let (sandboxes, app) = tokio::try_join!(
-        ctx.docker.list_containers(&sandbox_filter),
-        ctx.docker.list_containers(&container_filter),
+        pod_containers(ctx, labels::TYPE_SANDBOX, &any),
+        pod_containers(ctx, labels::TYPE_CONTAINER, &any),
     )?;
     let device = ctx.docker_root().await;
     let mut members: HashMap<&str, Vec<&ContainerSummary>> = HashMap::new();

@@ -1,11 +1,13 @@
 //! `ContainerStats`, `ListContainerStats`, `PodSandboxStats`,
-//! `ListPodSandboxStats` (and their `Stream*` forms): one Docker list call,
-//! then kernel counters; Docker is inspected once per container process.
+//! `ListPodSandboxStats` (and their `Stream*` forms): the pod containers
+//! from the index (a Docker list while it is not synced), then kernel
+//! counters. The index's inspects carry the facts stats need; without it,
+//! Docker is inspected once per container process.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
+use bollard::models::{ContainerInspectResponse, ContainerSummary, ContainerSummaryStateEnum};
 
 use crate::context::Context;
 use crate::docker::{container_status, labels, naming, sandbox_status, time};
@@ -24,6 +26,59 @@ pub struct Facts {
     pub cgroup_parent: String,
 }
 
+impl Facts {
+    fn of(inspect: &ContainerInspectResponse) -> Facts {
+        Facts {
+            pid: inspect.state.as_ref().and_then(|s| s.pid).unwrap_or(0),
+            upper_dir: inspect
+                .graph_driver
+                .as_ref()
+                .and_then(|g| g.data.get("UpperDir").cloned())
+                .map(PathBuf::from),
+            cgroup_parent: inspect
+                .host_config
+                .as_ref()
+                .and_then(|h| h.cgroup_parent.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Docker's pod containers of one kind (`labels::TYPE_SANDBOX` or
+/// `TYPE_CONTAINER`) carrying `selector`'s labels, as Docker's list shows
+/// them. From the index when it is synced, whose inspects also give the
+/// facts: then stats need no Docker call at all.
+pub(crate) async fn pod_containers(
+    ctx: &Context,
+    kind: &str,
+    selector: &HashMap<String, String>,
+) -> Result<Vec<ContainerSummary>> {
+    let Some(all) = ctx.index.snapshot(&ctx.docker).await? else {
+        return ctx
+            .docker
+            .list_containers(&labels::filters(kind, selector))
+            .await;
+    };
+    let wanted = |l: &HashMap<String, String>| {
+        l.get(labels::TYPE).map(String::as_str) == Some(kind)
+            && selector.iter().all(|(k, v)| l.get(k) == Some(v))
+    };
+    Ok(all
+        .iter()
+        .filter(|e| {
+            e.inspect
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.as_ref())
+                .is_some_and(wanted)
+        })
+        .map(|e| {
+            ctx.remember_stats_facts(e.id(), Facts::of(&e.inspect));
+            container_status::summary_from_inspect(&e.inspect)
+        })
+        .collect())
+}
+
 /// The inspect facts of container `id` (cached while it stays running or
 /// stopped).
 pub(crate) async fn facts(ctx: &Context, id: &str, running: bool) -> Result<Facts> {
@@ -35,18 +90,7 @@ pub(crate) async fn facts(ctx: &Context, id: &str, running: bool) -> Result<Fact
         .inspect_container(id, "container")
         .await?
         .ok_or_else(|| Error::not_found("container", id))?;
-    let f = Facts {
-        pid: c.state.as_ref().and_then(|s| s.pid).unwrap_or(0),
-        upper_dir: c
-            .graph_driver
-            .as_ref()
-            .and_then(|g| g.data.get("UpperDir").cloned())
-            .map(PathBuf::from),
-        cgroup_parent: c
-            .host_config
-            .and_then(|h| h.cgroup_parent)
-            .unwrap_or_default(),
-    };
+    let f = Facts::of(&c);
     ctx.remember_stats_facts(id, f.clone());
     Ok(f)
 }
@@ -94,8 +138,7 @@ async fn containers(
     ctx: &Context,
     selector: &HashMap<String, String>,
 ) -> Result<Vec<ContainerSummary>> {
-    let wanted = labels::filters(labels::TYPE_CONTAINER, selector);
-    ctx.docker.list_containers(&wanted).await
+    pod_containers(ctx, labels::TYPE_CONTAINER, selector).await
 }
 
 /// `ListContainerStats` with its filter.
@@ -156,8 +199,7 @@ pub async fn list_pods(
     filter: Option<PodSandboxStatsFilter>,
 ) -> Result<Vec<PodSandboxStats>> {
     let filter = filter.unwrap_or_default();
-    let wanted = labels::filters(labels::TYPE_SANDBOX, &filter.label_selector);
-    let sandboxes = ctx.docker.list_containers(&wanted).await?;
+    let sandboxes = pod_containers(ctx, labels::TYPE_SANDBOX, &filter.label_selector).await?;
     let app = containers(ctx, &HashMap::new()).await?;
     let mut out = Vec::new();
     for sb in &sandboxes {

@@ -57,7 +57,8 @@ impl StatsState {
 
     /// Forgets what is cached for ids no longer present.
     pub fn retain(&self, live: &[String]) {
-        let keep = |k: &String| live.contains(k);
+        let live: std::collections::HashSet<&str> = live.iter().map(String::as_str).collect();
+        let keep = |k: &String| live.contains(k.as_str());
         self.paths
             .lock()
             .unwrap_or_else(|p| p.into_inner())
