@@ -189,6 +189,7 @@ pub async fn run(plan: Plan) -> Report {
     let _ = child.kill();
     let _ = child.wait();
     cleanup(&docker, &run_id).await;
+    cleanup(&docker, &raw_id).await;
 
     Report {
         plan,
@@ -338,7 +339,6 @@ impl Side<'_> {
         let present = pods.present();
         let m = present.len();
         let ids = |i: usize| present[i].clone();
-        let s = self.s;
         match stage {
             Stage::RunPodSandbox => {
                 pods.sandboxes = each(n, p, |i| self.run_pod(&configs[i])).await;
@@ -361,7 +361,7 @@ impl Side<'_> {
             _ => {
                 each(m, p, |i| async move {
                     let (pod, id) = ids(i);
-                    self.act(stage, &pod, &id, s).await
+                    self.act(stage, &pod, &id).await
                 })
                 .await;
             }
@@ -457,10 +457,10 @@ impl Side<'_> {
     }
 
     /// One of the calls on an existing pod.
-    async fn act(&self, stage: Stage, pod: &str, id: &str, s: &Shared) {
+    async fn act(&self, stage: Stage, pod: &str, id: &str) {
         match self.via {
-            Via::Cri(rt) => cri_act(rt.clone(), stage, pod, id, s).await,
-            Via::Docker(docker) => raw_act(docker, stage, pod, id, s).await,
+            Via::Cri(rt) => cri_act(rt.clone(), stage, pod, id, self.s).await,
+            Via::Docker(docker) => raw_act(docker, stage, pod, id, self.s).await,
         }
     }
 }
