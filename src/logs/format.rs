@@ -66,8 +66,9 @@ pub fn split_docker_message(frame: &[u8]) -> Option<(&str, &[u8])> {
     ts.contains('T').then_some((ts, &frame[space + 1..]))
 }
 
-/// The last timestamp in a CRI log's tail, and how many records at its end
-/// carry it (where a resumed writer picks up).
+/// The newest timestamp in a CRI log's tail, and how many records carry it
+/// (where a resumed writer picks up). The newest, not the last: a record of
+/// one stream may be written after a newer one of the other.
 pub fn last_position(tail: &str) -> Option<(i64, usize)> {
     let stamps: Vec<i64> = tail
         .lines()
@@ -75,9 +76,9 @@ pub fn last_position(tail: &str) -> Option<(i64, usize)> {
         .map(crate::docker::time::rfc3339_to_ns)
         .filter(|ns| *ns > 0)
         .collect();
-    let last = *stamps.last()?;
-    let count = stamps.iter().rev().take_while(|t| **t == last).count();
-    Some((last, count))
+    let newest = *stamps.iter().max()?;
+    let count = stamps.iter().filter(|t| **t == newest).count();
+    Some((newest, count))
 }
 
 #[cfg(test)]
@@ -137,5 +138,8 @@ mod tests {
         );
         assert_eq!(n, 2);
         assert!(last_position("").is_none());
+        // A stderr record stamped before the stdout ones, written after them.
+        let late = format!("{tail}2026-01-01T00:00:01.5Z stderr F d\n");
+        assert_eq!(last_position(&late), Some((ts, 2)));
     }
 }

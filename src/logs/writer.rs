@@ -49,10 +49,14 @@ struct Position {
 }
 
 impl Position {
+    /// Records written at `ns`. The position never goes back: Docker stamps
+    /// stdout and stderr in separate readers, so a record of one stream may
+    /// arrive after a newer one of the other, and a resume from an older
+    /// position would write the newer records again.
     fn advance(&mut self, ns: i64, records: usize) {
         if ns == self.ns {
             self.records += records;
-        } else {
+        } else if ns > self.ns {
             *self = Position { ns, records };
         }
     }
@@ -332,5 +336,36 @@ mod tests {
         let f = position_file(dir.path(), "abc");
         save_position(&f, Position { ns: 42, records: 3 });
         assert_eq!(read_position(&f), Some(Position { ns: 42, records: 3 }));
+    }
+
+    #[test]
+    fn the_position_never_goes_back() {
+        let mut p = Position::default();
+        p.advance(200, 1);
+        // A stderr record stamped before the stdout one already written.
+        p.advance(150, 1);
+        assert_eq!(
+            p,
+            Position {
+                ns: 200,
+                records: 1
+            }
+        );
+        p.advance(200, 2);
+        assert_eq!(
+            p,
+            Position {
+                ns: 200,
+                records: 3
+            }
+        );
+        p.advance(300, 1);
+        assert_eq!(
+            p,
+            Position {
+                ns: 300,
+                records: 1
+            }
+        );
     }
 }
