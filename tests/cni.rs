@@ -234,25 +234,6 @@ async fn network_ready(h: &Harness) -> (bool, String, String) {
     (c.status, c.reason, c.message)
 }
 
-/// Containers of this harness that Docker still has.
-async fn test_containers(h: &Harness) -> Vec<String> {
-    use bollard::query_parameters::ListContainersOptionsBuilder;
-    let filters =
-        std::collections::HashMap::from([("label", vec![format!("{TEST_LABEL}={}", h.id)])]);
-    let opts = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    docker()
-        .await
-        .list_containers(Some(opts))
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|c| c.id)
-        .collect()
-}
-
 /// Starts busybox httpd on port 8080 in the pod.
 async fn serve_http(h: &Harness, pod: &str, text: &str) {
     let script =
@@ -402,7 +383,7 @@ async fn network_ready_follows_the_config_directory() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
-    assert!(test_containers(&h).await.is_empty());
+    assert!(h.docker_containers().await.is_empty());
 
     // A config naming a plugin that is not installed is not ready either.
     let missing = r#"{"cniVersion":"1.0.0","name":"m","plugins":[{"type":"no-such-plugin"}]}"#;
@@ -438,7 +419,7 @@ async fn a_failing_plugin_fails_run_pod_sandbox_cleanly() {
     assert!(err.message().contains("10.231.0.0/33"), "{}", err.message());
     assert!(err.message().contains("\"bridge\""), "{}", err.message());
     assert!(
-        test_containers(&h).await.is_empty(),
+        h.docker_containers().await.is_empty(),
         "a sandbox was left behind"
     );
     assert!(net.cache_entries().is_empty());
@@ -585,5 +566,5 @@ async fn remove_without_stop_frees_the_ip() {
         .unwrap();
     assert!(net.allocated().is_empty());
     assert!(net.cache_entries().is_empty());
-    assert!(test_containers(&h).await.is_empty());
+    assert!(h.docker_containers().await.is_empty());
 }

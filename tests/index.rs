@@ -13,8 +13,7 @@ use common::*;
 use dockercri::proto::{
     ContainerFilter, ContainerState, ContainerStatusRequest, CreateContainerRequest,
     ListContainersRequest, ListPodSandboxRequest, PodSandboxFilter, PodSandboxState,
-    PodSandboxStatusRequest, RemoveContainerRequest, RemovePodSandboxRequest,
-    StartContainerRequest, StopContainerRequest,
+    RemoveContainerRequest, RemovePodSandboxRequest, StartContainerRequest, StopContainerRequest,
 };
 use tonic::Code;
 
@@ -29,6 +28,19 @@ fn docker_cli(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Docker CLI flags that label a container into pod `pod` as a pod
+/// container, and as this test's.
+fn pod_container_labels(h: &Harness, pod: &str) -> [String; 6] {
+    [
+        "--label".into(),
+        "io.kubernetes.docker.type=container".into(),
+        "--label".into(),
+        format!("io.kubernetes.sandbox.id={pod}"),
+        "--label".into(),
+        format!("{TEST_LABEL}={}", h.id),
+    ]
 }
 
 /// The CRI state of a container, or `None` when it is NOT_FOUND.
@@ -132,17 +144,7 @@ async fn reads_follow_dockercri_writes_at_once() {
     }
 
     h.stop_pod(&pod.id).await;
-    let status = h
-        .rt()
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: pod.id.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let status = h.pod_status(&pod.id).await;
     assert_eq!(status.state(), PodSandboxState::SandboxNotready);
     let pods = |h: &Harness| {
         let mut rt = h.rt();
@@ -188,20 +190,15 @@ async fn reads_follow_the_docker_cli_behind_its_back() {
 
     // A pod container made with the CLI alone appears too.
     let name = format!("k8s_cli_{}_default_uid-{}_0", "index-cli", h.id);
-    let made = docker_cli(&[
-        "create",
-        "--name",
-        &name,
-        "--label",
-        "io.kubernetes.docker.type=container",
-        "--label",
-        &format!("io.kubernetes.sandbox.id={}", pod.id),
-        "--label",
-        &format!("{TEST_LABEL}={}", h.id),
-        BUSYBOX,
-        "sleep",
-        "600",
-    ]);
+    let labels = pod_container_labels(&h, &pod.id);
+    let made = docker_cli(
+        &[
+            &["create", "--name", &name][..],
+            &labels.each_ref().map(String::as_str),
+            &[BUSYBOX, "sleep", "600"],
+        ]
+        .concat(),
+    );
     eventually(&h, &made, Some(ContainerState::ContainerCreated), limit).await;
     docker_cli(&["start", &made]);
     eventually(&h, &made, Some(ContainerState::ContainerRunning), limit).await;
@@ -338,24 +335,21 @@ async fn a_pods_stop_and_remove_take_what_joined_it_beside_dockercri() {
     let pod = h.pod("index-member").await;
     // Labelled into the pod, but not named as a CRI container: no CRI
     // read shows it; the index keeps it for the pod's stop and remove.
-    let member = docker_cli(&[
-        "run",
-        "-d",
-        "--name",
-        &unique_id("index-member"),
-        "--network",
-        &format!("container:{}", pod.id),
-        "--label",
-        "io.kubernetes.docker.type=container",
-        "--label",
-        &format!("io.kubernetes.sandbox.id={}", pod.id),
-        "--label",
-        &format!("{TEST_LABEL}={}", h.id),
-        BUSYBOX,
-        "sh",
-        "-c",
-        "trap 'exit 0' TERM; while :; do sleep 1; done",
-    ]);
+    let (name, network) = (unique_id("index-member"), format!("container:{}", pod.id));
+    let labels = pod_container_labels(&h, &pod.id);
+    let member = docker_cli(
+        &[
+            &["run", "-d", "--name", &name, "--network", &network][..],
+            &labels.each_ref().map(String::as_str),
+            &[
+                BUSYBOX,
+                "sh",
+                "-c",
+                "trap 'exit 0' TERM; while :; do sleep 1; done",
+            ],
+        ]
+        .concat(),
+    );
     assert_eq!(state_of(&h, &member).await, None, "not a CRI container");
     // The stop takes the member once Docker's event has reached the
     // index (within milliseconds); a stop is idempotent, so ask again.

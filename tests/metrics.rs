@@ -13,8 +13,7 @@ use common::pods::*;
 use common::*;
 use dockercri::proto::{
     LinuxContainerResources, ListMetricDescriptorsRequest, ListPodSandboxMetricsRequest, Metric,
-    MetricDescriptor, MetricType, PodSandboxMetrics, PodSandboxStatusRequest,
-    StreamPodSandboxMetricsRequest,
+    MetricDescriptor, MetricType, PodSandboxMetrics, StreamPodSandboxMetricsRequest,
 };
 use futures_util::StreamExt;
 
@@ -302,20 +301,7 @@ async fn pod_metrics_show_cpu_memory_and_network() {
             &["eth0"],
         )
     };
-    let ip = h
-        .rt()
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: pod.id.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap()
-        .network
-        .unwrap()
-        .ip;
+    let ip = h.pod_status(&pod.id).await.network.unwrap().ip;
     let mut got = 0;
     for _ in 0..50 {
         if let Ok(mut s) = std::net::TcpStream::connect((ip.as_str(), 8080)) {

@@ -10,33 +10,12 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::ListContainersOptionsBuilder;
 use common::images::{OPEN_REGISTRY, StallingRegistry, TestImage, pushed_random_image};
 use common::pods::{Pod, container_config, log_text};
 use common::*;
 use dockercri::proto::*;
 use futures_util::future::join_all;
 use tonic::Code;
-
-/// Docker's view of every container a harness made: id -> running.
-async fn docker_containers(h: &Harness) -> BTreeMap<String, bool> {
-    let filters = HashMap::from([("label", vec![format!("{TEST_LABEL}={}", h.id)])]);
-    let opts = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    docker()
-        .await
-        .list_containers(Some(opts))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| {
-            let running = c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
-            (c.id.unwrap_or_default(), running)
-        })
-        .collect()
-}
 
 fn mine(h: &Harness) -> PodSandboxFilter {
     PodSandboxFilter {
@@ -150,7 +129,7 @@ async fn ticking_pods(h: &Harness, prefix: &str, n: usize, batch: usize) -> Vec<
 async fn twenty_pods_survive_a_sigkill_restart_unchanged_with_exec_and_logs() {
     let mut h = Harness::start().await;
     let pods = ticking_pods(&h, "keep", 20, 5).await;
-    let docker_before = docker_containers(&h).await;
+    let docker_before = h.docker_containers().await;
     assert_eq!(docker_before.len(), 40, "{docker_before:?}");
     let listed_before = (sandboxes(&h).await, containers(&h).await);
     let mut statuses_before = Vec::new();
@@ -162,7 +141,7 @@ async fn twenty_pods_survive_a_sigkill_restart_unchanged_with_exec_and_logs() {
 
     h.restart_killed().await;
 
-    assert_eq!(docker_containers(&h).await, docker_before, "recreated");
+    assert_eq!(h.docker_containers().await, docker_before, "recreated");
     assert_eq!(
         whole_seconds(sandboxes(&h).await, containers(&h).await),
         whole_seconds(listed_before.0.clone(), listed_before.1.clone())
@@ -266,7 +245,7 @@ async fn fifty_sandboxes_at_once_and_a_teardown_that_leaves_nothing() {
             "one pod, two sandboxes: {ids:?}"
         );
     }
-    let in_docker = docker_containers(&h).await;
+    let in_docker = h.docker_containers().await;
     assert_eq!(in_docker.len(), 50, "{in_docker:?}");
     assert!(in_docker.values().all(|running| *running));
     eprintln!("50 RunPodSandbox (+20 duplicates) at once: {took:?}");
@@ -285,7 +264,7 @@ async fn fifty_sandboxes_at_once_and_a_teardown_that_leaves_nothing() {
             .map(|pod| h.start_container(pod, container_config(&h, "app", "echo hi; sleep 3600"))),
     )
     .await;
-    assert_eq!(docker_containers(&h).await.len(), 60);
+    assert_eq!(h.docker_containers().await.len(), 60);
     let teardown = pods.iter().map(|pod| {
         let mut rt = h.rt();
         let id = pod.id.clone();
@@ -302,7 +281,7 @@ async fn fifty_sandboxes_at_once_and_a_teardown_that_leaves_nothing() {
         result.unwrap_or_else(|e| panic!("teardown: {e:?}\n{}", h.logs()));
     }
     assert_eq!(
-        docker_containers(&h).await,
+        h.docker_containers().await,
         BTreeMap::new(),
         "left in Docker"
     );
@@ -399,7 +378,7 @@ async fn stop_pod_racing_container_starts_leaves_no_running_container() {
             PodSandboxState::SandboxNotready
         );
     }
-    let running = docker_containers(&h).await.values().filter(|r| **r).count();
+    let running = h.docker_containers().await.values().filter(|r| **r).count();
     assert_eq!(running, 0);
     eprintln!("{rounds} rounds: {landed} starts before the stop, {refused} refused");
 }
@@ -407,7 +386,7 @@ async fn stop_pod_racing_container_starts_leaves_no_running_container() {
 /// No container of this harness in Docker, no checkpoint, and `dir` gone.
 async fn nothing_left(h: &Harness, dir: &str) {
     assert_eq!(
-        docker_containers(h).await,
+        h.docker_containers().await,
         BTreeMap::new(),
         "containers left"
     );
@@ -542,7 +521,7 @@ async fn rejected_sysctls_and_mounts_answer_an_error_and_leave_nothing() {
     let left: Vec<_> = containers(&h).await;
     assert!(left.is_empty(), "{left:?}");
     // Only the pod itself is left in Docker.
-    assert_eq!(docker_containers(&h).await.len(), 1);
+    assert_eq!(h.docker_containers().await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -576,7 +555,7 @@ async fn oversized_requests_are_refused_and_the_server_keeps_serving() {
     // Still serving, and nothing was made for the refused requests.
     h.rt().version(VersionRequest::default()).await.unwrap();
     assert_eq!(sandboxes(&h).await.len(), 1);
-    assert_eq!(docker_containers(&h).await.len(), 1);
+    assert_eq!(h.docker_containers().await.len(), 1);
     assert!(!std::path::Path::new(&dir).exists());
 }
 
@@ -983,5 +962,5 @@ async fn names_docker_rejects_and_escaping_paths_are_refused_before_anything_is_
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert!(containers(&h).await.is_empty());
-    assert_eq!(docker_containers(&h).await.len(), 1, "only the good pod");
+    assert_eq!(h.docker_containers().await.len(), 1, "only the good pod");
 }

@@ -10,7 +10,7 @@ use common::pods::*;
 use common::*;
 use dockercri::proto::{
     ContainerStatsFilter, ContainerStatsRequest, LinuxContainerResources,
-    ListContainerStatsRequest, PodSandboxStatsRequest, PodSandboxStatusRequest,
+    ListContainerStatsRequest, PodSandboxStatsRequest,
 };
 use tonic::Code;
 
@@ -156,20 +156,7 @@ async fn pod_stats_count_network_bytes_and_hold_the_containers() {
             ),
         )
         .await;
-    let ip = h
-        .rt()
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: pod.id.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap()
-        .network
-        .unwrap()
-        .ip;
+    let ip = h.pod_status(&pod.id).await.network.unwrap().ip;
     let pod_stats = |h: &Harness| {
         let mut rt = h.rt();
         let id = pod.id.clone();

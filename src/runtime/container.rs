@@ -181,15 +181,10 @@ async fn lock_running_pod(
     c: &Entry,
     id: &str,
 ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>> {
-    let Some(sandbox_id) = c
-        .inspect
-        .config
-        .as_ref()
-        .and_then(|cfg| cfg.labels.as_ref())
-        .and_then(|l| l.get(labels::SANDBOX_ID))
-    else {
+    let sandbox_id = c.pod_id();
+    if sandbox_id.is_empty() {
         return Ok(None);
-    };
+    }
     let refused = |why: &str| Error::FailedPrecondition {
         what: format!("starting container {id:?}"),
         why: format!("its pod sandbox {sandbox_id} {why}"),
@@ -199,8 +194,8 @@ async fn lock_running_pod(
         .ok_or_else(|| refused("is gone"))?;
     let guard = ctx.pod_locks.lock(&sandbox::lock_key(&pod)).await;
     // Asked again under the lock: a stop may have finished while we
-    // waited. The index is exact here: a stop records the sandbox's new
-    // state before it lets go of the lock.
+    // waited. The index is exact here: a stop marks the sandbox dirty
+    // before it lets go of the lock, so this read asks Docker.
     let now = sandbox::find(ctx, sandbox_id).await?;
     if !now.is_some_and(|p| p.running()) {
         return Err(refused("is not running"));

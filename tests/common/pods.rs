@@ -120,6 +120,41 @@ impl Harness {
         (code, out)
     }
 
+    /// Docker's view of every container this harness made: id -> running.
+    pub async fn docker_containers(&self) -> std::collections::BTreeMap<String, bool> {
+        use bollard::query_parameters::ListContainersOptionsBuilder;
+        let filters = HashMap::from([("label", vec![format!("{TEST_LABEL}={}", self.id)])]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        docker()
+            .await
+            .list_containers(Some(opts))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| {
+                let running = c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
+                (c.id.unwrap_or_default(), running)
+            })
+            .collect()
+    }
+
+    /// The pod's CRI status (it must exist).
+    pub async fn pod_status(&self, id: &str) -> dockercri::proto::PodSandboxStatus {
+        self.rt()
+            .pod_sandbox_status(dockercri::proto::PodSandboxStatusRequest {
+                pod_sandbox_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
+    }
+
     /// Starts a long-running busybox command in the pod's namespaces;
     /// returns the Docker id (removed with the harness).
     pub async fn start_in_pod(&self, sandbox_id: &str, cmd: &[&str]) -> String {
