@@ -48,7 +48,8 @@ impl TestNet {
             dir: tempdir(),
             name: format!("net-{bridge}"),
             prefix: format!("10.231.{}", r[0]),
-            prefix6: format!("fd00:dc:{:x}:{:x}", r[1], r[2]),
+            // A last group of 0 would print compressed (`fd00:dc:5::2`).
+            prefix6: format!("fd00:dc:{:x}:{:x}", r[1], r[2].max(1)),
             bridge,
         };
         std::fs::create_dir_all(net.conf_dir()).unwrap();

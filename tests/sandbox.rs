@@ -510,21 +510,29 @@ async fn the_builtin_pause_image_stands_in_when_the_configured_one_cannot_be_pul
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_pod_twice_at_once_is_one_sandbox() {
     let h = Harness::start().await;
-    let config = h.pod_config("twice");
-    let run = || {
-        let mut rt = h.rt();
-        let config = config.clone();
-        async move {
-            rt.run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(config),
-                runtime_handler: String::new(),
-            })
-            .await
-            .map(|r| r.into_inner().pod_sandbox_id)
-        }
-    };
-    let (a, b) = tokio::join!(run(), run());
-    assert_eq!(a.unwrap(), b.unwrap());
+    // Several rounds of four at once: a later call must find the sandbox
+    // an earlier one just started (never take it for a dead one).
+    for round in 0..5 {
+        let config = h.pod_config(&format!("twice{round}"));
+        let run = || {
+            let mut rt = h.rt();
+            let config = config.clone();
+            async move {
+                rt.run_pod_sandbox(RunPodSandboxRequest {
+                    config: Some(config),
+                    runtime_handler: String::new(),
+                })
+                .await
+                .map(|r| r.into_inner().pod_sandbox_id)
+            }
+        };
+        let (a, b, c, d) = tokio::join!(run(), run(), run(), run());
+        let ids = [a.unwrap(), b.unwrap(), c.unwrap(), d.unwrap()];
+        assert!(ids.iter().all(|id| *id == ids[0]), "round {round}: {ids:?}");
+    }
+    let in_docker = h.docker_containers().await;
+    assert_eq!(in_docker.len(), 5, "{in_docker:?}");
+    assert!(in_docker.values().all(|running| *running), "{in_docker:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -203,19 +203,20 @@ impl Index {
         self.refresh(docker, id).await
     }
 
-    /// The container the index knows by Docker name `name`; `None` when
-    /// the index is not synced. A container made an instant ago may not be
-    /// known yet: a create that must not clash handles Docker's conflict.
-    pub fn named(&self, name: &str) -> Option<Option<Arc<Entry>>> {
+    /// The full id of the container the index knows by Docker name
+    /// `name`; `None` when the index is not synced. The entry itself may
+    /// be dirty: read it through [`Index::get`]. A container made an
+    /// instant ago may not be known yet: a create that must not clash
+    /// handles Docker's conflict.
+    pub fn named(&self, name: &str) -> Option<Option<String>> {
         if !self.is_synced() {
             return None;
         }
         let state = self.read();
-        let found = state
-            .entries
-            .values()
-            .find(|e| e.inspect.name.as_deref().map(|n| n.trim_start_matches('/')) == Some(name));
-        Some(found.cloned())
+        let found = state.entries.iter().find(|(_, e)| {
+            e.inspect.name.as_deref().map(|n| n.trim_start_matches('/')) == Some(name)
+        });
+        Some(found.map(|(id, _)| id.clone()))
     }
 
     /// Every entry, after dirty ones are inspected again; `None` when the
@@ -455,7 +456,7 @@ mod tests {
         );
         index.set_synced(true);
         let found = index.named("k8s_POD_web_default_uid_0").unwrap().unwrap();
-        assert_eq!(found.id(), "abc123");
+        assert_eq!(found, "abc123");
         assert!(index.named("k8s_POD_db_default_uid_0").unwrap().is_none());
     }
 

@@ -264,17 +264,34 @@ async fn reuse_existing(
     } else {
         ctx.index.named(name)
     };
-    let existing = match known {
-        Some(entry) => entry.map(|e| e.inspect.clone()),
-        None => ctx.docker.inspect_container(name, "pod sandbox").await?,
+    // A dirty entry (one of our writes is not inspected yet) is inspected
+    // again by `get`, so a sandbox just started never looks dead.
+    let (existing, from_index) = match known {
+        Some(Some(id)) => (
+            ctx.index
+                .get(&ctx.docker, &id)
+                .await?
+                .map(|e| e.inspect.clone()),
+            true,
+        ),
+        Some(None) => (None, true),
+        None => (
+            ctx.docker.inspect_container(name, "pod sandbox").await?,
+            false,
+        ),
     };
-    let Some(existing) = existing else {
+    let Some(mut existing) = existing else {
         return Ok(None);
     };
+    if from_index && !reusable(ctx, &existing, config) {
+        // Removing is for good: only on Docker's word, not the index's.
+        match ctx.docker.inspect_container(name, "pod sandbox").await? {
+            Some(fresh) => existing = fresh,
+            None => return Ok(None),
+        }
+    }
     let id = existing.id.clone().unwrap_or_default();
-    let running = existing.state.as_ref().and_then(|s| s.running) == Some(true);
-    let labels = existing.config.as_ref().and_then(|c| c.labels.as_ref());
-    if running && sandbox_status::is_sandbox(labels) && network::attached(ctx, &id, config) {
+    if reusable(ctx, &existing, config) {
         debug!(sandbox = %id, "the pod already has a running sandbox");
         return Ok(Some(id));
     }
@@ -284,6 +301,19 @@ async fn reuse_existing(
     ctx.index.removing(&ctx.docker, &id, remove).await?;
     let _ = checkpoint::remove(&ctx.config.root_directory, &id);
     Ok(None)
+}
+
+/// Whether `existing` is a running sandbox of this pod with its network set
+/// up: the answer to a repeated `RunPodSandbox`.
+fn reusable(
+    ctx: &Context,
+    existing: &bollard::models::ContainerInspectResponse,
+    config: &PodSandboxConfig,
+) -> bool {
+    let id = existing.id.as_deref().unwrap_or_default();
+    let running = existing.state.as_ref().and_then(|s| s.running) == Some(true);
+    let labels = existing.config.as_ref().and_then(|c| c.labels.as_ref());
+    running && sandbox_status::is_sandbox(labels) && network::attached(ctx, id, config)
 }
 
 async fn check_runtime_handler(ctx: &Context, handler: &str) -> Result<()> {
