@@ -8,7 +8,7 @@ section() { printf '\n=== diagnose: %s\n' "$*"; }
 section "load, memory, disk"
 uptime
 free -m | head -2
-df -h / /var/lib/docker 2>/dev/null | sort -u
+df -h / /var/lib/docker 2>/dev/null | awk '!seen[$1 $6]++'
 section "dockerd answers?"
 timeout 10 docker version --format 'server {{.Server.Version}}' || echo "docker version: no answer in 10 s"
 section "containers by state"

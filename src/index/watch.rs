@@ -4,7 +4,7 @@
 //! the index and heals what an event missed. When the stream breaks the
 //! index is marked unsynced until the next full list.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,22 +25,57 @@ const ACTIONS: [&str; 6] = ["create", "start", "die", "destroy", "update", "rena
 /// Inspects running at once during a full list.
 const LIST_CONCURRENCY: usize = 8;
 
+/// Events remembered to recognise the ones a reconnect replays.
+const SEEN_EVENTS: usize = 4096;
+
+/// The latest events applied, by identity (container, action, time):
+/// after a reconnect, Docker replays from a whole second before the newest
+/// one, and those already applied are skipped. Identity, not time order:
+/// Docker stamps events before it sends them, from concurrent goroutines,
+/// so an event may carry an older time than the one sent before it.
+#[derive(Debug, Default)]
+struct SeenEvents {
+    order: VecDeque<(String, String, i64)>,
+    keys: HashSet<(String, String, i64)>,
+    newest_ns: i64,
+}
+
+impl SeenEvents {
+    /// Records the event; false when it was seen already.
+    fn first_time(&mut self, id: &str, action: &str, ns: i64) -> bool {
+        let key = (id.to_string(), action.to_string(), ns);
+        if self.keys.contains(&key) {
+            return false;
+        }
+        if self.order.len() == SEEN_EVENTS
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.keys.remove(&oldest);
+        }
+        self.order.push_back(key.clone());
+        self.keys.insert(key);
+        self.newest_ns = self.newest_ns.max(ns);
+        true
+    }
+}
+
 /// Follows Docker for as long as dockercri runs.
 pub async fn run(ctx: Arc<Context>) {
-    let mut last_ns: i64 = 0;
+    let mut seen = SeenEvents::default();
     loop {
         ctx.index.set_synced(false);
         let Ok(docker) = ctx.docker.get().await else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        // Replay from just before the list so nothing between the list and
-        // the live stream is missed; what was already applied is skipped.
-        let since_ns = if last_ns > 0 {
-            last_ns
+        // Replay from just before the list (or the newest event applied)
+        // so nothing between the list and the live stream is missed; what
+        // was already applied is skipped.
+        let since_ns = if seen.newest_ns > 0 {
+            seen.newest_ns
         } else {
-            time::now_ns() - 1_000_000_000
-        };
+            time::now_ns()
+        } - 1_000_000_000;
         let filters = HashMap::from([
             ("type", vec!["container".to_string()]),
             ("event", ACTIONS.map(String::from).to_vec()),
@@ -68,7 +103,7 @@ pub async fn run(ctx: Arc<Context>) {
         loop {
             tokio::select! {
                 item = stream.next() => match item {
-                    Some(Ok(message)) => apply(&ctx, &message, &mut last_ns).await,
+                    Some(Ok(message)) => apply(&ctx, &message, &mut seen).await,
                     Some(Err(e)) => {
                         warn!(error = %e, "docker's event stream broke; reads go to docker until it is back");
                         break;
@@ -91,18 +126,18 @@ pub async fn run(ctx: Arc<Context>) {
 }
 
 /// Applies one Docker event to the index, then tells the subscribers.
-async fn apply(ctx: &Context, message: &EventMessage, last_ns: &mut i64) {
+async fn apply(ctx: &Context, message: &EventMessage, seen: &mut SeenEvents) {
     let ns = message.time_nano.unwrap_or(0);
-    if ns != 0 && ns <= *last_ns {
-        return;
-    }
-    *last_ns = (*last_ns).max(ns);
     let Some(actor) = message.actor.as_ref() else {
         return;
     };
     let Some(id) = actor.id.as_deref() else {
         return;
     };
+    let action = message.action.as_deref().unwrap_or_default();
+    if !seen.first_time(id, action, ns) {
+        return;
+    }
     let attributes = actor.attributes.clone().unwrap_or_default();
     if events::pod_of(id, &attributes).is_none() {
         return;
@@ -184,4 +219,35 @@ async fn heal(ctx: &Context) -> Result<()> {
         ctx.index.refresh(&ctx.docker, id).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replayed_events_are_skipped_and_older_stamps_are_not() {
+        let mut seen = SeenEvents::default();
+        assert!(seen.first_time("a", "start", 200));
+        // Sent after it, stamped before it: a different event.
+        assert!(seen.first_time("b", "start", 199));
+        assert!(seen.first_time("a", "die", 200));
+        assert_eq!(seen.newest_ns, 200);
+        // The replay after a reconnect.
+        assert!(!seen.first_time("a", "start", 200));
+        assert!(!seen.first_time("b", "start", 199));
+        assert!(seen.first_time("b", "die", 300));
+    }
+
+    #[test]
+    fn only_the_latest_events_are_remembered() {
+        let mut seen = SeenEvents::default();
+        for ns in 0..(SEEN_EVENTS as i64 + 10) {
+            assert!(seen.first_time("a", "start", ns));
+        }
+        assert_eq!(seen.order.len(), SEEN_EVENTS);
+        assert_eq!(seen.keys.len(), SEEN_EVENTS);
+        assert!(seen.first_time("a", "start", 0), "forgotten");
+        assert!(!seen.first_time("a", "start", SEEN_EVENTS as i64 + 9));
+    }
 }
