@@ -1,5 +1,6 @@
 //! GetContainerEvents: created → started → stopped → deleted, in order, to
-//! two subscribers at once, and on after dockerd goes away and comes back.
+//! two subscribers at once, a start and a stop event for each of many
+//! containers started and stopped at once, and on after dockerd goes away and comes back.
 
 mod common;
 
@@ -82,7 +83,10 @@ async fn the_lifecycle_reaches_two_subscribers_in_order() {
         }
         let started = &events[1];
         assert_eq!(started.pod_sandbox_status.as_ref().unwrap().id, pod.id);
-        assert!(started.containers_statuses.iter().any(|s| s.id == id));
+        assert!(
+            started.containers_statuses.iter().any(|s| s.id == id),
+            "{events:?}"
+        );
     }
 }
 
@@ -121,4 +125,49 @@ async fn the_watch_resumes_after_dockerd_comes_back() {
     let _proxy = docker_proxy(endpoint.clone()).await;
     let stopped = events_for(&mut events, &id, 1).await;
     assert_eq!(kinds(&stopped), [ContainerStoppedEvent]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn containers_started_and_stopped_at_once_each_report_it() {
+    use futures_util::future::join_all;
+    let h = Harness::start().await;
+    let names: Vec<String> = (0..8).map(|i| format!("crowd{i}")).collect();
+    let pods = join_all(names.iter().map(|name| h.pod(name))).await;
+    let mut events = subscribe(&h).await;
+    // Docker stamps events before it sends them, from concurrent
+    // goroutines: starts and stops in different pods at once arrive with
+    // their times out of order.
+    let ids = join_all(
+        pods.iter()
+            .map(|pod| h.start_container(pod, container_config(&h, "c", "exec sleep 600"))),
+    )
+    .await;
+    join_all(ids.iter().map(|id| {
+        let mut rt = h.rt();
+        let container_id = id.clone();
+        async move {
+            rt.stop_container(StopContainerRequest {
+                container_id,
+                timeout: 0,
+            })
+            .await
+            .unwrap()
+        }
+    }))
+    .await;
+    use ContainerEventType::*;
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < 2 * ids.len() {
+        let next = tokio::time::timeout(Duration::from_secs(20), events.message())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {} events: {seen:?}", seen.len(), 2 * ids.len()))
+            .unwrap()
+            .expect("stream open");
+        let kind = next.container_event_type();
+        if matches!(kind, ContainerStartedEvent | ContainerStoppedEvent)
+            && ids.contains(&next.container_id)
+        {
+            seen.insert((next.container_id, kind));
+        }
+    }
 }

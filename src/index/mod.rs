@@ -225,18 +225,45 @@ impl Index {
         if !self.is_synced() {
             return Ok(None);
         }
+        // A container under a write of ours is inspected after it, but one
+        // the index holds no entry for yet (made an instant ago) is
+        // inspected now: a list must not leave it out.
         let dirty: Vec<String> = {
             let state = self.read();
-            let idle = |id: &&String| !state.busy.contains_key(*id);
-            state.dirty.keys().filter(idle).cloned().collect()
+            let due =
+                |id: &&String| !state.busy.contains_key(*id) || !state.entries.contains_key(*id);
+            state.dirty.keys().filter(due).cloned().collect()
         };
-        for result in join_all(dirty.iter().map(|id| self.refresh(docker, id))).await {
-            result?;
+        // What Docker just said of them stands, whether or not it landed in
+        // the index (a write of ours may have marked one dirty again).
+        let mut fresh: HashMap<&str, Option<Arc<Entry>>> = HashMap::new();
+        let answers = join_all(dirty.iter().map(|id| self.refresh(docker, id))).await;
+        for (id, answer) in dirty.iter().zip(answers) {
+            fresh.insert(id, answer?);
         }
         if !self.is_synced() {
             return Ok(None);
         }
-        Ok(Some(self.read().entries.values().cloned().collect()))
+        let state = self.read();
+        let mut all: Vec<Arc<Entry>> = state
+            .entries
+            .iter()
+            .filter(|(id, _)| !fresh.contains_key(id.as_str()))
+            .map(|(_, e)| e.clone())
+            .collect();
+        all.extend(fresh.into_values().flatten());
+        Ok(Some(all))
+    }
+
+    /// The app containers of pod `pod` as the index holds them now, with
+    /// no Docker round trip (an entry may be a moment behind a write).
+    pub fn pod_containers(&self, pod: &str) -> Vec<Arc<Entry>> {
+        self.read()
+            .entries
+            .values()
+            .filter(|e| e.is_container() && e.pod_id() == pod)
+            .cloned()
+            .collect()
     }
 
     /// Inspects `id` (an id, prefix or name Docker resolves) and records

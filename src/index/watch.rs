@@ -62,6 +62,7 @@ impl SeenEvents {
 /// Follows Docker for as long as dockercri runs.
 pub async fn run(ctx: Arc<Context>) {
     let mut seen = SeenEvents::default();
+    let publish = publisher(ctx.clone());
     loop {
         ctx.index.set_synced(false);
         let Ok(docker) = ctx.docker.get().await else {
@@ -103,7 +104,7 @@ pub async fn run(ctx: Arc<Context>) {
         loop {
             tokio::select! {
                 item = stream.next() => match item {
-                    Some(Ok(message)) => apply(&ctx, &message, &mut seen).await,
+                    Some(Ok(message)) => apply(&ctx, &message, &mut seen, &publish),
                     Some(Err(e)) => {
                         warn!(error = %e, "docker's event stream broke; reads go to docker until it is back");
                         break;
@@ -125,8 +126,13 @@ pub async fn run(ctx: Arc<Context>) {
     }
 }
 
-/// Applies one Docker event to the index, then tells the subscribers.
-async fn apply(ctx: &Context, message: &EventMessage, seen: &mut SeenEvents) {
+/// Applies one Docker event to the index and queues it for the subscribers.
+fn apply(
+    ctx: &Context,
+    message: &EventMessage,
+    seen: &mut SeenEvents,
+    publish: &tokio::sync::mpsc::Sender<EventMessage>,
+) {
     let ns = message.time_nano.unwrap_or(0);
     let Some(actor) = message.actor.as_ref() else {
         return;
@@ -142,23 +148,46 @@ async fn apply(ctx: &Context, message: &EventMessage, seen: &mut SeenEvents) {
     if events::pod_of(id, &attributes).is_none() {
         return;
     }
-    // A container under a write of ours is inspected after that write; an
-    // inspect now would only wait for Docker's lock on it. One inspected
-    // since the event already shows what it changed.
-    if !ctx.index.is_busy(id)
-        && !ctx.index.is_gone(id)
-        && !ctx.index.inspected_since(id, ns)
-        && let Err(e) = ctx.index.refresh(&ctx.docker, id).await
-    {
-        debug!(container = %id, error = %e, "cannot refresh the index after an event");
-        ctx.index.invalidate(id);
+    // A container under a write of ours is inspected after that write; one
+    // inspected since the event already shows what it changed. Any other
+    // is dirty at once (its next read inspects it) and inspected in the
+    // background: an inspect waits for Docker's lock on the container
+    // (held through a start), which must not hold up the events after it.
+    if !ctx.index.is_busy(id) && !ctx.index.is_gone(id) && !ctx.index.inspected_since(id, ns) {
+        ctx.index.settle(&ctx.docker, id);
     }
-    if ctx.events.has_subscribers()
-        && let Some(event) = events::translate(ctx, message).await
-    {
-        ctx.events.publish(event);
+    if ctx.events.has_subscribers() && publish.try_send(message.clone()).is_err() {
+        warn!(container = %id, "container events fall behind; one is dropped");
     }
 }
+
+/// CRI events being translated at once (they are published in order).
+const TRANSLATING: usize = 8;
+
+/// Translates Docker's events into CRI events for the subscribers, in
+/// order, off the index's path (a translation reads statuses, which may
+/// wait for Docker).
+fn publisher(ctx: Arc<Context>) -> tokio::sync::mpsc::Sender<EventMessage> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<EventMessage>(EVENT_QUEUE);
+    tokio::spawn(async move {
+        let translated = tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(|message| {
+                let ctx = ctx.clone();
+                async move { events::translate(&ctx, &message).await }
+            })
+            .buffered(TRANSLATING);
+        futures_util::pin_mut!(translated);
+        while let Some(event) = translated.next().await {
+            if let Some(event) = event {
+                ctx.events.publish(event);
+            }
+        }
+    });
+    tx
+}
+
+/// Docker events waiting for their translation.
+const EVENT_QUEUE: usize = 4096;
 
 /// Docker's pod containers (sandboxes and app containers), any state.
 async fn docker_list(ctx: &Context) -> Result<Vec<bollard::models::ContainerSummary>> {

@@ -16,7 +16,8 @@ use tracing::warn;
 
 use crate::context::Context;
 use crate::docker::labels;
-use crate::proto::{ContainerEventResponse, ContainerEventType, ContainerFilter};
+use crate::index::View;
+use crate::proto::{ContainerEventResponse, ContainerEventType};
 use crate::runtime::{container, sandbox};
 use crate::server::BoxStream;
 
@@ -102,18 +103,27 @@ pub(crate) async fn translate(
         Ok(r) => r.status,
         Err(_) => None,
     };
-    let filter = ContainerFilter {
-        pod_sandbox_id: pod.clone(),
-        ..Default::default()
+    // The event's own container as Docker has it now; the pod's others as
+    // the index knows them (asking Docker for each would wait for their
+    // locks, and hold up every event after this one).
+    let own = match kind {
+        ContainerEventType::ContainerDeletedEvent => None,
+        _ => container::status(ctx, &id, false)
+            .await
+            .ok()
+            .and_then(|r| r.status),
     };
-    let mut containers_statuses = Vec::new();
-    for c in container::list(ctx, Some(filter)).await.unwrap_or_default() {
-        if let Ok(r) = container::status(ctx, &c.id, false).await
-            && let Some(s) = r.status
-        {
-            containers_statuses.push(s);
-        }
-    }
+    let mut containers_statuses: Vec<_> = ctx
+        .index
+        .pod_containers(&pod)
+        .iter()
+        .filter(|e| e.id() != id)
+        .filter_map(|e| match &e.view {
+            View::Container { status, .. } => Some(status.clone()),
+            _ => None,
+        })
+        .collect();
+    containers_statuses.extend(own);
     Some(ContainerEventResponse {
         container_id: id,
         container_event_type: kind as i32,
