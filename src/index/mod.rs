@@ -52,7 +52,8 @@ struct State {
     /// and when: a refresh that began before it must not bring them back.
     gone: HashMap<String, (u64, Instant)>,
     /// When (host clock, ns) the latest inspect of each container was
-    /// sent: an event older than that is already in what it saw.
+    /// sent, or it was last marked dirty (its next read inspects it): an
+    /// event older than that is already in what it saw, or will be.
     inspected_at: HashMap<String, i64>,
 }
 
@@ -95,6 +96,10 @@ impl Index {
         state.next_generation += 1;
         let generation = state.next_generation;
         state.dirty.insert(id.to_string(), generation);
+        if is_full_id(id) {
+            let at = state.inspected_at.entry(id.to_string()).or_default();
+            *at = (*at).max(crate::docker::time::now_ns());
+        }
     }
 
     /// Whether a write of ours to the container is in flight.
@@ -171,11 +176,11 @@ impl Index {
         });
     }
 
-    /// Whether an inspect of container `id` was sent at or after `ns`
-    /// (host clock): what an event stamped `ns` changed is in what it saw
-    /// (Docker changes the state before it sends the event). Should that
-    /// inspect fail, the container is dirty or unknown and its next read
-    /// inspects it anyway.
+    /// Whether an inspect of container `id` was sent, or the container
+    /// marked dirty, at or after `ns` (host clock): what an event stamped
+    /// `ns` changed is in what that inspect saw (Docker changes the state
+    /// before it sends the event), or in what the next read inspects.
+    /// Should that inspect fail, the container stays dirty.
     pub(crate) fn inspected_since(&self, id: &str, ns: i64) -> bool {
         ns != 0 && self.read().inspected_at.get(id).is_some_and(|at| *at >= ns)
     }
@@ -496,6 +501,13 @@ mod tests {
         assert!(!index.inspected_since("abc", 1_001), "a newer event");
         assert!(!index.inspected_since("abc", 0), "an event without a time");
         assert!(!index.inspected_since("other", 1), "never inspected");
+        let full = "b".repeat(64);
+        let before = crate::docker::time::now_ns();
+        index.invalidate(&full);
+        assert!(
+            index.inspected_since(&full, before),
+            "dirty since: its next read inspects"
+        );
         assert!(is_full_id(&"a".repeat(64)) && !is_full_id("abc") && !is_full_id(&"g".repeat(64)));
     }
 }
