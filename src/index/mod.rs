@@ -57,6 +57,18 @@ struct State {
     inspected_at: HashMap<String, i64>,
 }
 
+impl State {
+    /// Records that what Docker holds of container `id` now is seen: an
+    /// inspect is being sent, or its next read inspects it. Only full ids
+    /// (events name containers by them).
+    fn seen_now(&mut self, id: &str) {
+        if is_full_id(id) {
+            let at = self.inspected_at.entry(id.to_string()).or_default();
+            *at = (*at).max(crate::docker::time::now_ns());
+        }
+    }
+}
+
 /// How long a removal is remembered (far beyond any inspect's deadline).
 const GONE_MEMORY: Duration = Duration::from_secs(600);
 
@@ -96,10 +108,7 @@ impl Index {
         state.next_generation += 1;
         let generation = state.next_generation;
         state.dirty.insert(id.to_string(), generation);
-        if is_full_id(id) {
-            let at = state.inspected_at.entry(id.to_string()).or_default();
-            *at = (*at).max(crate::docker::time::now_ns());
-        }
+        state.seen_now(id);
     }
 
     /// Whether a write of ours to the container is in flight.
@@ -277,10 +286,7 @@ impl Index {
     pub async fn refresh(&self, docker: &DockerClient, id: &str) -> Result<Option<Arc<Entry>>> {
         let (mark, began) = {
             let mut state = self.write();
-            if is_full_id(id) {
-                let at = state.inspected_at.entry(id.to_string()).or_default();
-                *at = (*at).max(crate::docker::time::now_ns());
-            }
+            state.seen_now(id);
             (state.dirty.get(id).copied(), state.next_generation)
         };
         let found = docker.inspect_container(id, "container").await?;
