@@ -9,8 +9,9 @@
 //! reads with every pod present (the four calls kubelet's relist makes);
 //! then stop and remove the containers, stop and remove the pods. Both
 //! sides thus time an operation against the same concurrent work. The two
-//! sides take turns stage by stage (which goes first alternates), both
-//! sides' pods present at once, so drift in the machine's load and in
+//! sides take turns stage by stage (which goes first alternates between
+//! stages and, for one stage, between rounds), both sides' pods present
+//! at once, so drift in the machine's load and in
 //! what Docker holds falls on both alike.
 
 use std::collections::{BTreeMap, HashMap};
@@ -170,12 +171,14 @@ pub async fn run(plan: Plan) -> Report {
     let daemons = daemon_pids();
     let daemons_cpu = || daemons.iter().map(|&p| cpu(p)).sum::<Duration>();
     let mut spent = [Spent::default(), Spent::default()];
-    let mut turn = 0;
-    for _ in 0..plan.repeats.max(1) {
+    for round in 0..plan.repeats.max(1) {
         let mut pods = [Pods::default(), Pods::default()];
-        for stage in STAGES {
-            turn += 1;
-            for k in [turn % 2, (turn + 1) % 2] {
+        for (n, stage) in STAGES.into_iter().enumerate() {
+            // Which side goes first flips from stage to stage and, for
+            // the same stage, from round to round: over an even number of
+            // rounds each side leads each stage equally often.
+            let first = (round + n) % 2;
+            for k in [first, 1 - first] {
                 let side = if k == 0 { &cri_side } else { &raw_side };
                 let (t, daemons_before, before) = (Instant::now(), daemons_cpu(), cpu(pid));
                 side.stage(stage, &mut pods[k]).await;
