@@ -25,6 +25,24 @@ const DOCKER_TIMEOUT_SECS: u64 = 120;
 /// The oldest Docker Engine API dockercri supports (Docker 20.10).
 pub const MIN_API_VERSION: (usize, usize) = (1, 41);
 
+/// What a stop found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The container ran and is stopped now.
+    Stopped,
+    /// It was not running: Docker changed nothing.
+    NotRunning,
+    /// Docker has no such container.
+    Gone,
+}
+
+impl Stop {
+    /// Whether Docker answered that there was nothing to stop.
+    pub fn changed_nothing(result: &Result<Stop, Error>) -> bool {
+        matches!(result, Ok(Stop::NotRunning))
+    }
+}
+
 /// A shareable handle to Docker Engine that survives dockerd being down:
 /// dockercri starts without it and reconnects when it comes back.
 #[derive(Debug)]
@@ -217,7 +235,7 @@ impl DockerClient {
 
     /// Stops a container, giving it `timeout_secs` after SIGTERM; stopping
     /// one that is stopped or gone is success.
-    pub async fn stop_container(&self, id: &str, timeout_secs: i64) -> Result<(), Error> {
+    pub async fn stop_container(&self, id: &str, timeout_secs: i64) -> Result<Stop, Error> {
         let t = i32::try_from(timeout_secs.max(0)).unwrap_or(i32::MAX);
         // Docker answers only after the grace period: wait that long and more.
         let wait = Duration::from_secs(u64::try_from(t).unwrap_or(0)) + Duration::from_secs(30);
@@ -227,11 +245,13 @@ impl DockerClient {
             .with_timeout(wait.max(Duration::from_secs(DOCKER_TIMEOUT_SECS)));
         let options = StopContainerOptionsBuilder::default().t(t).build();
         match docker.stop_container(id, Some(options)).await {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(Stop::Stopped),
             Err(BollardError::DockerResponseServerError {
-                status_code: 304 | 404,
-                ..
-            }) => Ok(()),
+                status_code: 304, ..
+            }) => Ok(Stop::NotRunning),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(Stop::Gone),
             Err(e) => Err(self.classify(e, "container", id)),
         }
     }

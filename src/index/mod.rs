@@ -44,10 +44,10 @@ struct State {
     /// generation of their latest dirty mark.
     dirty: HashMap<String, u64>,
     next_generation: u64,
-    /// Containers with a write of ours in flight (how many): their events
-    /// and list reads do not inspect them, which would only wait for
-    /// Docker's lock on the container; the write refreshes them itself.
-    busy: HashMap<String, usize>,
+    /// Containers with a write of ours in flight: their events and list
+    /// reads do not inspect them, which would only wait for Docker's lock
+    /// on the container; the write refreshes them itself.
+    busy: HashMap<String, Writes>,
     /// Containers our writes removed, with the generation of the removal
     /// and when: a refresh that began before it must not bring them back.
     gone: HashMap<String, (u64, Instant)>,
@@ -69,8 +69,23 @@ impl State {
     }
 }
 
+/// The writes of ours in flight on one container.
+#[derive(Debug, Default)]
+struct Writes {
+    count: usize,
+    /// An event came for the container meanwhile (and was left to them).
+    event_meanwhile: bool,
+}
+
 /// How long a removal is remembered (far beyond any inspect's deadline).
 const GONE_MEMORY: Duration = Duration::from_secs(600);
+
+/// How long after an event its container is inspected in the background.
+/// Events of our own writes mostly arrive before Docker's answer to the
+/// write (a create's, for one); by then the write has taken the container
+/// and refreshes it itself. A burst of events on one container costs one
+/// inspect. Reads meanwhile inspect it: the mark is set at once.
+pub const EVENT_SETTLE: Duration = Duration::from_millis(100);
 
 impl Index {
     /// An empty, unsynced index; `root` holds the sandbox checkpoints.
@@ -100,20 +115,28 @@ impl Index {
     }
 
     /// Marks a container as changed by a write: the next read inspects it.
-    pub fn invalidate(&self, id: &str) {
-        if id.is_empty() {
-            return;
-        }
+    /// Returns the mark's generation.
+    pub fn invalidate(&self, id: &str) -> u64 {
         let mut state = self.write();
         state.next_generation += 1;
         let generation = state.next_generation;
-        state.dirty.insert(id.to_string(), generation);
-        state.seen_now(id);
+        if !id.is_empty() {
+            state.dirty.insert(id.to_string(), generation);
+            state.seen_now(id);
+        }
+        generation
     }
 
-    /// Whether a write of ours to the container is in flight.
-    pub fn is_busy(&self, id: &str) -> bool {
-        self.read().busy.contains_key(id)
+    /// Whether a write of ours to the container is in flight; if so, the
+    /// write learns that an event came meanwhile.
+    pub fn busy_with_event(&self, id: &str) -> bool {
+        match self.write().busy.get_mut(id) {
+            Some(writes) => {
+                writes.event_meanwhile = true;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Runs our Docker `write` to container `id`. Once Docker has
@@ -125,11 +148,36 @@ impl Index {
         id: &str,
         write: impl std::future::Future<Output = T>,
     ) -> T {
+        self.writing_unless(docker, id, write, |_| false).await
+    }
+
+    /// [`Index::writing`] for a write Docker may answer with "nothing to
+    /// do" (`unchanged`, a stop of a stopped container): then, if the
+    /// index already holds the container as stopped and no event came
+    /// during the write, it stands as it is and Docker is not asked again.
+    pub async fn writing_unless<T>(
+        self: &Arc<Self>,
+        docker: &Arc<DockerClient>,
+        id: &str,
+        write: impl std::future::Future<Output = T>,
+        unchanged: impl FnOnce(&T) -> bool,
+    ) -> T {
         let mut busy = Busy::new(self, id);
         let result = write.await;
-        self.settle(docker, id);
+        if !(unchanged(&result) && self.holds_stopped(id)) {
+            self.settle(docker, id);
+        }
         busy.settled = true;
         result
+    }
+
+    /// Whether the index holds container `id` clean and not running, with
+    /// no event during the write in flight on it.
+    fn holds_stopped(&self, id: &str) -> bool {
+        let state = self.read();
+        !state.dirty.contains_key(id)
+            && state.busy.get(id).is_some_and(|w| !w.event_meanwhile)
+            && state.entries.get(id).is_some_and(|e| !e.running())
     }
 
     /// Runs our Docker removal of container `id`; once Docker has it gone
@@ -149,6 +197,12 @@ impl Index {
         }
         busy.settled = true;
         result
+    }
+
+    /// Forgets a container Docker destroyed (its `destroy` event): nothing
+    /// to inspect.
+    pub fn destroyed(&self, id: &str) {
+        self.removed(id);
     }
 
     /// Forgets a container Docker no longer has.
@@ -183,6 +237,30 @@ impl Index {
                 tracing::debug!(container = %id, error = %e, "cannot refresh the index after a write");
             }
         });
+    }
+
+    /// For an event: marks container `id` dirty now and inspects it
+    /// [`EVENT_SETTLE`] later, unless by then a write of ours is on it,
+    /// a newer mark came (whose owner inspects it) or a read already did.
+    pub fn settle_soon(self: &Arc<Self>, docker: &Arc<DockerClient>, id: &str) {
+        let generation = self.invalidate(id);
+        let (index, docker, id) = (Arc::clone(self), Arc::clone(docker), id.to_string());
+        tokio::spawn(async move {
+            tokio::time::sleep(EVENT_SETTLE).await;
+            if !index.still_due(&id, generation) {
+                return;
+            }
+            if let Err(e) = index.refresh(&docker, &id).await {
+                tracing::debug!(container = %id, error = %e, "cannot refresh the index after an event");
+            }
+        });
+    }
+
+    /// Whether the dirty mark `generation` on `id` is still the latest
+    /// and no write of ours is on the container.
+    fn still_due(&self, id: &str, generation: u64) -> bool {
+        let state = self.read();
+        state.dirty.get(id) == Some(&generation) && !state.busy.contains_key(id)
     }
 
     /// Whether an inspect of container `id` was sent, or the container
@@ -374,7 +452,7 @@ struct Busy<'a> {
 
 impl<'a> Busy<'a> {
     fn new(index: &'a Index, id: &'a str) -> Self {
-        *index.write().busy.entry(id.to_string()).or_default() += 1;
+        index.write().busy.entry(id.to_string()).or_default().count += 1;
         Busy {
             index,
             id,
@@ -389,9 +467,9 @@ impl Drop for Busy<'_> {
             self.index.invalidate(self.id);
         }
         let mut state = self.index.write();
-        if let Some(count) = state.busy.get_mut(self.id) {
-            *count -= 1;
-            if *count == 0 {
+        if let Some(writes) = state.busy.get_mut(self.id) {
+            writes.count -= 1;
+            if writes.count == 0 {
                 state.busy.remove(self.id);
             }
         }
@@ -496,6 +574,95 @@ mod tests {
         let found = index.named("k8s_POD_web_default_uid_0").unwrap().unwrap();
         assert_eq!(found, "abc123");
         assert!(index.named("k8s_POD_db_default_uid_0").unwrap().is_none());
+    }
+
+    /// A client whose every call fails (no daemon at that path).
+    fn no_docker() -> Arc<DockerClient> {
+        Arc::new(DockerClient::new(crate::config::DockerEndpoint::Unix(
+            "/nonexistent/docker.sock".into(),
+        )))
+    }
+
+    /// An index holding one clean, exited container `id`.
+    fn holding_exited(id: &str) -> Arc<Index> {
+        let index = Arc::new(Index::new(PathBuf::from("/nonexistent")));
+        let mut state = state_with(&[id], &[]);
+        let mut entry = (*state.entries[id]).clone();
+        entry.inspect.state = Some(bollard::models::ContainerState {
+            running: Some(false),
+            ..Default::default()
+        });
+        state.entries.insert(id.into(), Arc::new(entry));
+        *index.write() = state;
+        index
+    }
+
+    #[tokio::test]
+    async fn a_write_that_changed_nothing_leaves_a_stopped_entry_clean() {
+        let docker = no_docker();
+        let id = "c".repeat(64);
+        let index = holding_exited(&id);
+        // Docker: "not running, nothing to do".
+        index
+            .writing_unless(&docker, &id, async { true }, |nothing| *nothing)
+            .await;
+        assert!(!index.marks().contains_key(&id), "no inspect asked");
+        // Docker did something: the next read inspects.
+        index
+            .writing_unless(&docker, &id, async { false }, |nothing| *nothing)
+            .await;
+        assert!(index.marks().contains_key(&id));
+    }
+
+    #[tokio::test]
+    async fn a_write_that_changed_nothing_still_settles_after_an_event_meanwhile() {
+        let docker = no_docker();
+        let id = "d".repeat(64);
+        let index = holding_exited(&id);
+        let write = async {
+            // An event for it arrives while the write is in flight.
+            assert!(index.busy_with_event(&id));
+            true
+        };
+        index
+            .writing_unless(&docker, &id, write, |nothing| *nothing)
+            .await;
+        assert!(index.marks().contains_key(&id), "the event is not lost");
+        assert!(!index.busy_with_event(&id), "the write is over");
+    }
+
+    #[tokio::test]
+    async fn an_event_inspect_waits_and_gives_way_to_a_newer_mark_or_a_write() {
+        let index = Arc::new(Index::new(PathBuf::from("/nonexistent")));
+        let generation = index.invalidate("e");
+        assert!(index.marks().contains_key("e"), "dirty at once");
+        assert!(index.still_due("e", generation));
+        let newer = index.invalidate("e");
+        assert!(
+            !index.still_due("e", generation),
+            "the newer mark's owner inspects"
+        );
+        let busy = Busy::new(&index, "e");
+        assert!(
+            !index.still_due("e", newer),
+            "the write inspects after itself"
+        );
+        drop(busy);
+        assert!(
+            !index.still_due("e", newer),
+            "the dropped write left its own mark"
+        );
+    }
+
+    #[test]
+    fn a_destroyed_container_is_forgotten() {
+        let id = "f".repeat(64);
+        let index = holding_exited(&id);
+        index.invalidate(&id);
+        index.destroyed(&id);
+        assert!(index.read().entries.is_empty());
+        assert!(!index.marks().contains_key(&id));
+        assert!(index.is_gone(&id));
     }
 
     #[test]

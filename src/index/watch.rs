@@ -1,5 +1,6 @@
 //! Keeps the index true to Docker: opens Docker's event stream, lists every
-//! pod container once, then applies each event (one inspect) and publishes
+//! pod container once, then applies each event (a dirty mark and an
+//! inspect a moment later; a `destroy` forgets the container) and publishes
 //! the CRI container events; a periodic resync compares Docker's list with
 //! the index and heals what an event missed. When the stream breaks the
 //! index is marked unsynced until the next full list.
@@ -148,13 +149,19 @@ fn apply(
     if events::pod_of(id, &attributes).is_none() {
         return;
     }
-    // A container under a write of ours is inspected after that write; one
-    // inspected since the event already shows what it changed. Any other
-    // is dirty at once (its next read inspects it) and inspected in the
-    // background: an inspect waits for Docker's lock on the container
-    // (held through a start), which must not hold up the events after it.
-    if !ctx.index.is_busy(id) && !ctx.index.is_gone(id) && !ctx.index.inspected_since(id, ns) {
-        ctx.index.settle(&ctx.docker, id);
+    // A destroyed container is simply forgotten. One under a write of ours
+    // is inspected after that write; one inspected since the event already
+    // shows what it changed. Any other is dirty at once (its next read
+    // inspects it) and inspected in the background a moment later: an
+    // inspect waits for Docker's lock on the container (held through a
+    // start), which must not hold up the events after it.
+    if action == "destroy" {
+        ctx.index.destroyed(id);
+    } else if !ctx.index.busy_with_event(id)
+        && !ctx.index.is_gone(id)
+        && !ctx.index.inspected_since(id, ns)
+    {
+        ctx.index.settle_soon(&ctx.docker, id);
     }
     if ctx.events.has_subscribers() && publish.try_send(message.clone()).is_err() {
         warn!(container = %id, "container events fall behind; one is dropped");

@@ -8,6 +8,7 @@ use bollard::models::{ContainerCreateBody, ContainerUpdateBody};
 use tracing::{debug, info, warn};
 
 use crate::context::Context;
+use crate::docker::client::Stop;
 use crate::docker::container_body::{self, ContainerInputs};
 use crate::docker::{container_status, labels, naming};
 use crate::error::{Error, Result};
@@ -221,7 +222,9 @@ pub async fn stop(ctx: &Context, id: &str, timeout: i64) -> Result<()> {
     };
     let full_id = c.id().to_string();
     let stop = ctx.docker.stop_container(&full_id, timeout);
-    ctx.index.writing(&ctx.docker, &full_id, stop).await?;
+    ctx.index
+        .writing_unless(&ctx.docker, &full_id, stop, Stop::changed_nothing)
+        .await?;
     info!(container = %full_id, timeout, "container stopped");
     Ok(())
 }

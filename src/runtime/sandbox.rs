@@ -11,6 +11,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::NetworkPlugin;
 use crate::context::Context;
+use crate::docker::client::Stop;
 use crate::docker::sandbox_body::{self, PodNetwork, SANDBOX_OOM_SCORE_ADJ, SandboxInputs};
 use crate::docker::{labels, sandbox_status, time};
 use crate::error::{Error, Result};
@@ -400,18 +401,25 @@ async fn members(ctx: &Context, id: &str) -> Result<Vec<String>> {
     Ok(containers.into_iter().filter_map(|c| c.id).collect())
 }
 
-/// Stops (or removes) containers at once, each recorded in the index.
-async fn for_each_container<'a, F, Fut>(ctx: &'a Context, ids: &'a [String], act: F) -> Result<()>
+/// Stops (or removes) containers at once, each recorded in the index
+/// (unless Docker's answer says it `changed_nothing`).
+async fn for_each_container<'a, F, Fut, T>(
+    ctx: &'a Context,
+    ids: &'a [String],
+    act: F,
+    changed_nothing: fn(&Result<T>) -> bool,
+) -> Result<()>
 where
     F: Fn(&'a str) -> Fut,
-    Fut: std::future::Future<Output = Result<()>> + 'a,
+    Fut: std::future::Future<Output = Result<T>> + 'a,
 {
     let results = join_all(ids.iter().map(|id| {
         let done = act(id);
-        ctx.index.writing(&ctx.docker, id, done)
+        ctx.index
+            .writing_unless(&ctx.docker, id, done, changed_nothing)
     }))
     .await;
-    results.into_iter().collect()
+    results.into_iter().try_for_each(|r| r.map(drop))
 }
 
 /// The pause container's pid while it runs.
@@ -442,13 +450,18 @@ pub async fn stop(ctx: &Context, id: &str) -> Result<()> {
     let full_id = sandbox.id().to_string();
     let _pod = ctx.pod_locks.lock(&lock_key(&sandbox)).await;
     let containers = members(ctx, &full_id).await?;
-    for_each_container(ctx, &containers, |c| {
-        ctx.docker.stop_container(c, STOP_GRACE_SECS)
-    })
+    for_each_container(
+        ctx,
+        &containers,
+        |c| ctx.docker.stop_container(c, STOP_GRACE_SECS),
+        Stop::changed_nothing,
+    )
     .await?;
     network::teardown(ctx, &full_id, running_pid(&sandbox.inspect)).await?;
     let stop = ctx.docker.stop_container(&full_id, STOP_GRACE_SECS);
-    ctx.index.writing(&ctx.docker, &full_id, stop).await?;
+    ctx.index
+        .writing_unless(&ctx.docker, &full_id, stop, Stop::changed_nothing)
+        .await?;
     info!(sandbox = %full_id, "pod sandbox stopped");
     Ok(())
 }
@@ -465,7 +478,13 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
         None => None,
     };
     let containers = members(ctx, &full_id).await?;
-    for_each_container(ctx, &containers, |c| ctx.docker.remove_container(c)).await?;
+    for_each_container(
+        ctx,
+        &containers,
+        |c| ctx.docker.remove_container(c),
+        |_| false,
+    )
+    .await?;
     // Normally done by the stop before; a remove alone must not leak it.
     network::teardown(
         ctx,
