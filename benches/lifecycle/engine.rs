@@ -9,12 +9,12 @@
 //! reads with every pod present (the four calls kubelet's relist makes);
 //! then stop and remove the containers, stop and remove the pods. Both
 //! sides thus time an operation against the same concurrent work. The two
-//! sides take turns stage by stage (which goes first alternates between
-//! stages and, for one stage, between rounds), both sides' pods present
-//! at once, so drift in the machine's load and in
+//! sides take turns within each stage, a chunk of pods at a time (which
+//! goes first alternates), both sides' pods present at once, so drift in the machine's load and in
 //! what Docker holds falls on both alike.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -171,20 +171,23 @@ pub async fn run(plan: Plan) -> Report {
     let daemons = daemon_pids();
     let daemons_cpu = || daemons.iter().map(|&p| cpu(p)).sum::<Duration>();
     let mut spent = [Spent::default(), Spent::default()];
+    let chunks = chunks(plan.pods, plan.parallel);
     for round in 0..plan.repeats.max(1) {
-        let mut pods = [Pods::default(), Pods::default()];
+        let mut pods = [Pods::new(plan.pods), Pods::new(plan.pods)];
         for (n, stage) in STAGES.into_iter().enumerate() {
-            // Which side goes first flips from stage to stage and, for
-            // the same stage, from round to round: over an even number of
-            // rounds each side leads each stage equally often.
-            let first = (round + n) % 2;
-            for k in [first, 1 - first] {
-                let side = if k == 0 { &cri_side } else { &raw_side };
-                let (t, daemons_before, before) = (Instant::now(), daemons_cpu(), cpu(pid));
-                side.stage(stage, &mut pods[k]).await;
-                spent[k].wall += t.elapsed();
-                spent[k].daemons += daemons_cpu().saturating_sub(daemons_before);
-                spent[k].dockercri += cpu(pid).saturating_sub(before);
+            for (c, chunk) in chunks.iter().enumerate() {
+                // The sides take turns chunk by chunk, and which one leads
+                // flips from chunk to chunk, stage to stage and round to
+                // round: each side leads each stage equally often.
+                let first = (round + n + c) % 2;
+                for k in [first, 1 - first] {
+                    let side = if k == 0 { &cri_side } else { &raw_side };
+                    let (t, daemons_before, before) = (Instant::now(), daemons_cpu(), cpu(pid));
+                    side.stage(stage, &mut pods[k], chunk.clone()).await;
+                    spent[k].wall += t.elapsed();
+                    spent[k].daemons += daemons_cpu().saturating_sub(daemons_before);
+                    spent[k].dockercri += cpu(pid).saturating_sub(before);
+                }
             }
         }
     }
@@ -219,13 +222,13 @@ async fn read_phase(plan: &Plan, cri: &Side<'_>, raw: &Side<'_>) -> usize {
         s: &untimed,
         ..*cri
     };
-    let mut pods = Pods::default();
+    let mut pods = Pods::new(plan.pods);
     for stage in [
         Stage::RunPodSandbox,
         Stage::CreateContainer,
         Stage::StartContainer,
     ] {
-        maker.stage(stage, &mut pods).await;
+        maker.stage(stage, &mut pods, 0..plan.pods).await;
     }
     let present = pods.present();
     if !present.is_empty() {
@@ -249,7 +252,7 @@ async fn read_phase(plan: &Plan, cri: &Side<'_>, raw: &Side<'_>) -> usize {
         Stage::StopPodSandbox,
         Stage::RemovePodSandbox,
     ] {
-        maker.stage(stage, &mut pods).await;
+        maker.stage(stage, &mut pods, 0..plan.pods).await;
     }
     let errors = take(untimed).errors;
     cri.s
@@ -258,6 +261,18 @@ async fn read_phase(plan: &Plan, cri: &Side<'_>, raw: &Side<'_>) -> usize {
         .errors
         .extend(errors);
     2 * present.len()
+}
+
+/// The pods of a stage split into the chunks the sides take turns on:
+/// a few per stage, so that drift in the machine's load and what the
+/// previous chunk left Docker doing fall on both sides alike, each chunk
+/// big enough to keep `parallel` calls in flight most of its time.
+fn chunks(pods: usize, parallel: usize) -> Vec<Range<usize>> {
+    let size = (2 * parallel).max(pods.div_ceil(4)).max(1);
+    (0..pods)
+        .step_by(size)
+        .map(|start| start..(start + size).min(pods))
+        .collect()
 }
 
 /// What one side's stages cost.
@@ -296,19 +311,30 @@ const STAGES: [Stage; 10] = [
     Stage::RemovePodSandbox,
 ];
 
-/// One side's pods in a round: sandbox and container ids as made.
-#[derive(Default)]
+/// One side's pods in a round: sandbox and container ids as made, by
+/// pod number.
 struct Pods {
     sandboxes: Vec<Option<String>>,
     containers: Vec<Option<String>>,
 }
 
 impl Pods {
+    fn new(n: usize) -> Self {
+        Pods {
+            sandboxes: vec![None; n],
+            containers: vec![None; n],
+        }
+    }
+
     /// The pods whose sandbox and container both exist.
     fn present(&self) -> Vec<(String, String)> {
-        self.sandboxes
+        self.present_in(0..self.sandboxes.len())
+    }
+
+    fn present_in(&self, range: Range<usize>) -> Vec<(String, String)> {
+        self.sandboxes[range.clone()]
             .iter()
-            .zip(&self.containers)
+            .zip(&self.containers[range])
             .filter_map(|(p, c)| Some((p.clone()?, c.clone()?)))
             .collect()
     }
@@ -334,25 +360,30 @@ struct Side<'a> {
 }
 
 impl Side<'_> {
-    async fn stage(&self, stage: Stage, pods: &mut Pods) {
-        let (n, p) = (self.plan.pods, self.plan.parallel);
-        let configs: Vec<PodSandboxConfig> = (0..n)
+    /// Runs `stage` for pods number `range`.
+    async fn stage(&self, stage: Stage, pods: &mut Pods, range: Range<usize>) {
+        let p = self.plan.parallel;
+        let (start, n) = (range.start, range.len());
+        let configs: Vec<PodSandboxConfig> = range
+            .clone()
             .map(|i| pod_config(self.dir, self.run_id, i))
             .collect();
-        let present = pods.present();
+        let present = pods.present_in(range.clone());
         let m = present.len();
         let ids = |i: usize| present[i].clone();
         match stage {
             Stage::RunPodSandbox => {
-                pods.sandboxes = each(n, p, |i| self.run_pod(&configs[i])).await;
+                let made = each(n, p, |i| self.run_pod(&configs[i])).await;
+                pods.sandboxes.splice(range, made);
             }
             Stage::CreateContainer => {
                 let (sandboxes, configs) = (&pods.sandboxes, &configs);
-                pods.containers = each(n, p, |i| async move {
-                    let pod = sandboxes.get(i)?.clone()?;
+                let made = each(n, p, |i| async move {
+                    let pod = sandboxes.get(start + i)?.clone()?;
                     self.create(&pod, &configs[i]).await
                 })
                 .await;
+                pods.containers.splice(range, made);
             }
             Stage::ReadsAfterStart => {
                 each(m, p, |i| async move {
@@ -772,11 +803,15 @@ impl Report {
     pub fn render(&self) -> String {
         let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         let mut out = format!(
-            "{} pods with one container each, parallelism {}, {} round(s); the two sides take \
-             turns stage by stage\nreads: {} rounds with {} pod containers present\n",
+            "{} pods with one container each, parallelism {}, {} round(s); in each stage the \
+             two sides take turns on chunks of {} pods\nreads: {} rounds with {} pod containers \
+             present\n",
             self.plan.pods,
             self.plan.parallel,
             self.plan.repeats,
+            chunks(self.plan.pods, self.plan.parallel)
+                .first()
+                .map_or(0, |c| c.len()),
             self.plan.read_rounds,
             self.present_for_reads
         );

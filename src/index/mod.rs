@@ -347,6 +347,45 @@ impl Index {
         Ok(Some(all))
     }
 
+    /// The ids of pod `pod`'s containers (its app containers and any that
+    /// joined it, not the sandbox). Membership is in labels, which never
+    /// change, so entries stand as they are, dirty or not; only containers
+    /// the index holds no entry for yet (made an instant ago) are
+    /// inspected. `None` while the index is not synced.
+    pub async fn member_ids(&self, docker: &DockerClient, pod: &str) -> Result<Option<Vec<String>>> {
+        if !self.is_synced() {
+            return Ok(None);
+        }
+        let unknown: Vec<String> = {
+            let state = self.read();
+            state
+                .dirty
+                .keys()
+                .filter(|id| !state.entries.contains_key(*id))
+                .cloned()
+                .collect()
+        };
+        let member = |e: &Entry| !e.is_sandbox() && e.pod_id() == pod;
+        let mut ids = Vec::new();
+        for answer in join_all(unknown.iter().map(|id| self.refresh(docker, id))).await {
+            ids.extend(answer?.filter(|e| member(e)).map(|e| e.id().to_string()));
+        }
+        if !self.is_synced() {
+            return Ok(None);
+        }
+        let state = self.read();
+        ids.extend(
+            state
+                .entries
+                .values()
+                .filter(|e| member(e))
+                .map(|e| e.id().to_string()),
+        );
+        ids.sort();
+        ids.dedup();
+        Ok(Some(ids))
+    }
+
     /// The app containers of pod `pod` as the index holds them now, with
     /// no Docker round trip (an entry may be a moment behind a write).
     pub fn pod_containers(&self, pod: &str) -> Vec<Arc<Entry>> {

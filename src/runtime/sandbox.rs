@@ -387,12 +387,8 @@ pub(crate) async fn find(ctx: &Context, id: &str) -> Result<Option<Arc<Entry>>> 
 /// container) once Docker has reported it; from Docker while the index is
 /// not synced.
 async fn members(ctx: &Context, id: &str) -> Result<Vec<String>> {
-    if let Some(all) = ctx.index.snapshot(&ctx.docker).await? {
-        return Ok(all
-            .iter()
-            .filter(|e| !e.is_sandbox() && e.pod_id() == id)
-            .map(|e| e.id().to_string())
-            .collect());
+    if let Some(ids) = ctx.index.member_ids(&ctx.docker, id).await? {
+        return Ok(ids);
     }
     let containers = ctx
         .docker
