@@ -352,7 +352,11 @@ impl Index {
     /// change, so entries stand as they are, dirty or not; only containers
     /// the index holds no entry for yet (made an instant ago) are
     /// inspected. `None` while the index is not synced.
-    pub async fn member_ids(&self, docker: &DockerClient, pod: &str) -> Result<Option<Vec<String>>> {
+    pub async fn member_ids(
+        &self,
+        docker: &DockerClient,
+        pod: &str,
+    ) -> Result<Option<Vec<String>>> {
         if !self.is_synced() {
             return Ok(None);
         }

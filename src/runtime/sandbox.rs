@@ -488,28 +488,55 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
         sandbox.as_ref().and_then(|s| running_pid(&s.inspect)),
     )
     .await?;
+    let is_id = full_id.chars().all(|c| c.is_ascii_hexdigit()) && !full_id.is_empty();
+    let log_dir = is_id
+        .then(|| checkpoint::load(&ctx.config.root_directory, &full_id))
+        .flatten()
+        .and_then(|c| c.config)
+        .map(|c| c.log_directory)
+        .filter(|d| sandbox_body::check_absolute_path("log_directory", d).is_ok());
+    // The pod's logs go while Docker removes the pause container: file
+    // system work that waits on the disk (busy with Docker's own writes)
+    // stays off the call's critical path and off the async workers.
+    let logs_removed = remove_log_directory(log_dir);
     if sandbox.is_some() {
         let remove = ctx.docker.remove_container(&full_id);
-        ctx.index.removing(&ctx.docker, &full_id, remove).await?;
+        let (removed, ()) = tokio::join!(
+            ctx.index.removing(&ctx.docker, &full_id, remove),
+            logs_removed
+        );
+        removed?;
         info!(sandbox = %full_id, "pod sandbox removed");
+    } else {
+        logs_removed.await;
     }
-    if full_id.chars().all(|c| c.is_ascii_hexdigit()) && !full_id.is_empty() {
-        let saved = checkpoint::load(&ctx.config.root_directory, &full_id);
-        let log_dir = saved
-            .and_then(|c| c.config)
-            .map(|c| c.log_directory)
-            .filter(|d| sandbox_body::check_absolute_path("log_directory", d).is_ok());
-        if let Some(dir) = log_dir {
-            match std::fs::remove_dir_all(&dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    warn!(dir, error = %e, "cannot remove the pod's log directory");
-                }
-                _ => {}
-            }
-        }
-        checkpoint::remove(&ctx.config.root_directory, &full_id)?;
+    if is_id {
+        let root = ctx.config.root_directory.clone();
+        let id = full_id.clone();
+        tokio::task::spawn_blocking(move || checkpoint::remove(&root, &id))
+            .await
+            .map_err(|e| Error::Internal(format!("removing checkpoint of {full_id}: {e}")))??;
     }
     Ok(())
+}
+
+/// Deletes a removed pod's log directory (on a blocking thread).
+async fn remove_log_directory(dir: Option<String>) {
+    let Some(dir) = dir else {
+        return;
+    };
+    let removed = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || std::fs::remove_dir_all(dir)
+    })
+    .await;
+    match removed {
+        Ok(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
+            warn!(dir, error = %e, "cannot remove the pod's log directory");
+        }
+        Err(e) => warn!(dir, error = %e, "cannot remove the pod's log directory"),
+        _ => {}
+    }
 }
 
 /// `PodSandboxStatus`; unknown ids are `NOT_FOUND`.
