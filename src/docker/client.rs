@@ -28,12 +28,11 @@ pub const MIN_API_VERSION: (usize, usize) = (1, 41);
 /// What a stop found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
-    /// The container ran and is stopped now.
+    /// The container ran and is stopped now, or Docker has no such
+    /// container.
     Stopped,
     /// It was not running: Docker changed nothing.
     NotRunning,
-    /// Docker has no such container.
-    Gone,
 }
 
 impl Stop {
@@ -251,7 +250,7 @@ impl DockerClient {
             }) => Ok(Stop::NotRunning),
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
-            }) => Ok(Stop::Gone),
+            }) => Ok(Stop::Stopped),
             Err(e) => Err(self.classify(e, "container", id)),
         }
     }

@@ -199,14 +199,9 @@ impl Index {
         result
     }
 
-    /// Forgets a container Docker destroyed (its `destroy` event): nothing
-    /// to inspect.
-    pub fn destroyed(&self, id: &str) {
-        self.removed(id);
-    }
-
-    /// Forgets a container Docker no longer has.
-    fn removed(&self, id: &str) {
+    /// Forgets a container Docker no longer has (our removal, or its
+    /// `destroy` event): nothing to inspect.
+    pub fn removed(&self, id: &str) {
         let mut state = self.write();
         state.next_generation += 1;
         let generation = state.next_generation;
@@ -314,17 +309,54 @@ impl Index {
     /// Every entry, after dirty ones are inspected again; `None` when the
     /// index is not synced (the caller asks Docker instead).
     pub async fn snapshot(&self, docker: &DockerClient) -> Result<Option<Vec<Arc<Entry>>>> {
-        if !self.is_synced() {
-            return Ok(None);
-        }
         // A container under a write of ours is inspected after it, but one
         // the index holds no entry for yet (made an instant ago) is
         // inspected now: a list must not leave it out.
+        self.snapshot_inspecting(docker, |state, id| {
+            !state.busy.contains_key(id) || !state.entries.contains_key(id)
+        })
+        .await
+    }
+
+    /// The ids of pod `pod`'s containers (its app containers and any that
+    /// joined it, not the sandbox). Membership is in labels, which never
+    /// change, so entries stand as they are, dirty or not; only containers
+    /// the index holds no entry for yet (made an instant ago) are
+    /// inspected. `None` while the index is not synced.
+    pub async fn member_ids(
+        &self,
+        docker: &DockerClient,
+        pod: &str,
+    ) -> Result<Option<Vec<String>>> {
+        let all = self
+            .snapshot_inspecting(docker, |state, id| !state.entries.contains_key(id))
+            .await?;
+        Ok(all.map(|all| {
+            all.iter()
+                .filter(|e| !e.is_sandbox() && e.pod_id() == pod)
+                .map(|e| e.id().to_string())
+                .collect()
+        }))
+    }
+
+    /// Every entry, after the dirty ones that are `due` are inspected
+    /// again; `None` when the index is not synced.
+    async fn snapshot_inspecting(
+        &self,
+        docker: &DockerClient,
+        due: impl Fn(&State, &str) -> bool,
+    ) -> Result<Option<Vec<Arc<Entry>>>> {
+        if !self.is_synced() {
+            return Ok(None);
+        }
         let dirty: Vec<String> = {
             let state = self.read();
-            let due =
-                |id: &&String| !state.busy.contains_key(*id) || !state.entries.contains_key(*id);
-            state.dirty.keys().filter(due).cloned().collect()
+            state
+                .dirty
+                .keys()
+                .filter(|id| due(&state, id))
+                .cloned()
+                .collect()
         };
         // What Docker just said of them stands, whether or not it landed in
         // the index (a write of ours may have marked one dirty again).
@@ -345,49 +377,6 @@ impl Index {
             .collect();
         all.extend(fresh.into_values().flatten());
         Ok(Some(all))
-    }
-
-    /// The ids of pod `pod`'s containers (its app containers and any that
-    /// joined it, not the sandbox). Membership is in labels, which never
-    /// change, so entries stand as they are, dirty or not; only containers
-    /// the index holds no entry for yet (made an instant ago) are
-    /// inspected. `None` while the index is not synced.
-    pub async fn member_ids(
-        &self,
-        docker: &DockerClient,
-        pod: &str,
-    ) -> Result<Option<Vec<String>>> {
-        if !self.is_synced() {
-            return Ok(None);
-        }
-        let unknown: Vec<String> = {
-            let state = self.read();
-            state
-                .dirty
-                .keys()
-                .filter(|id| !state.entries.contains_key(*id))
-                .cloned()
-                .collect()
-        };
-        let member = |e: &Entry| !e.is_sandbox() && e.pod_id() == pod;
-        let mut ids = Vec::new();
-        for answer in join_all(unknown.iter().map(|id| self.refresh(docker, id))).await {
-            ids.extend(answer?.filter(|e| member(e)).map(|e| e.id().to_string()));
-        }
-        if !self.is_synced() {
-            return Ok(None);
-        }
-        let state = self.read();
-        ids.extend(
-            state
-                .entries
-                .values()
-                .filter(|e| member(e))
-                .map(|e| e.id().to_string()),
-        );
-        ids.sort();
-        ids.dedup();
-        Ok(Some(ids))
     }
 
     /// The app containers of pod `pod` as the index holds them now, with
@@ -702,7 +691,7 @@ mod tests {
         let id = "f".repeat(64);
         let index = holding_exited(&id);
         index.invalidate(&id);
-        index.destroyed(&id);
+        index.removed(&id);
         assert!(index.read().entries.is_empty());
         assert!(!index.marks().contains_key(&id));
         assert!(index.is_gone(&id));

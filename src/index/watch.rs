@@ -156,7 +156,7 @@ fn apply(
     // inspect waits for Docker's lock on the container (held through a
     // start), which must not hold up the events after it.
     if action == "destroy" {
-        ctx.index.destroyed(id);
+        ctx.index.removed(id);
     } else if !ctx.index.busy_with_event(id)
         && !ctx.index.is_gone(id)
         && !ctx.index.inspected_since(id, ns)
