@@ -64,17 +64,8 @@ async fn output_is_written_in_the_cri_format() {
     let id = h
         .start_container(&pod, container_config(&h, "fmt", script))
         .await;
+    // An exited container's log is complete when its status says so.
     let s = h.wait_exited(&id).await;
-    // The writer drains Docker's stream after the exit: wait for the last record.
-    for _ in 0..100 {
-        if std::fs::read_to_string(&s.log_path)
-            .unwrap_or_default()
-            .contains("tail-no-newline")
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let raw = std::fs::read_to_string(&s.log_path).unwrap_or_default();
     let recs = records(&s.log_path);
     if !recs.iter().any(|r| r.content == "tail-no-newline") {
@@ -136,6 +127,41 @@ async fn output_is_written_in_the_cri_format() {
             .unwrap()
             .file_type()
             .is_symlink()
+    );
+}
+
+/// kubelet (and critest's "starting container with log") read an exited
+/// container's file as soon as its status says EXITED: Docker reports the
+/// exit before its log stream has reached us, so the status waits for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exited_containers_log_is_complete_when_its_status_says_exited() {
+    let h = Harness::start().await;
+    let pod = h.pod("drain").await;
+    let id = h
+        .start_container(&pod, container_config(&h, "quick", "echo hello World"))
+        .await;
+    let s = h.wait_exited(&id).await;
+    let contents: Vec<(String, String)> = records(&s.log_path)
+        .into_iter()
+        .map(|r| (r.stream, r.content))
+        .collect();
+    assert_eq!(
+        contents,
+        [("stdout".to_string(), "hello World".to_string())]
+    );
+    // A burst the writer is still copying when Docker reports the exit.
+    let script = "i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done";
+    let id = h
+        .start_container(&pod, container_config(&h, "burst", script))
+        .await;
+    let s = h.wait_exited(&id).await;
+    let lines = numbers(&s.log_path);
+    let in_order = lines.iter().copied().eq(0..20000);
+    assert!(
+        in_order,
+        "{} lines, the last {:?}: not 0..20000",
+        lines.len(),
+        lines.last()
     );
 }
 

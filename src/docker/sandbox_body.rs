@@ -107,10 +107,15 @@ pub fn namespaces(config: &PodSandboxConfig) -> Result<SandboxNamespaces> {
     else {
         return Ok(SandboxNamespaces::default());
     };
-    let node = |field: &'static str, value: i32| -> Result<bool> {
+    // `private` is the other mode that gives the sandbox a namespace of its
+    // own. For PID it is CONTAINER: kubelet's default for every pod without
+    // shareProcessNamespace, where the pause container's PID namespace is
+    // its own and each container gets one too.
+    let node = |field: &'static str, value: i32, private: NamespaceMode| -> Result<bool> {
         match NamespaceMode::try_from(value) {
             Ok(NamespaceMode::Node) => Ok(true),
             Ok(NamespaceMode::Pod) => Ok(false),
+            Ok(mode) if mode == private => Ok(false),
             Ok(mode) => Err(Error::invalid(
                 field,
                 format!("{} is not valid for a sandbox", mode.as_str_name()),
@@ -128,14 +133,17 @@ pub fn namespaces(config: &PodSandboxConfig) -> Result<SandboxNamespaces> {
         host_network: node(
             "config.linux.security_context.namespace_options.network",
             opts.network,
+            NamespaceMode::Pod,
         )?,
         host_pid: node(
             "config.linux.security_context.namespace_options.pid",
             opts.pid,
+            NamespaceMode::Container,
         )?,
         host_ipc: node(
             "config.linux.security_context.namespace_options.ipc",
             opts.ipc,
+            NamespaceMode::Pod,
         )?,
     })
 }
@@ -482,6 +490,28 @@ mod tests {
     }
 
     #[test]
+    fn kubelets_default_namespaces_give_the_pod_its_own() {
+        // What kubelet sends for a pod without hostPID or
+        // shareProcessNamespace: PID is CONTAINER, not POD.
+        for pid in [NamespaceMode::Container, NamespaceMode::Pod] {
+            let c = with_security(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    network: NamespaceMode::Pod as i32,
+                    pid: pid as i32,
+                    ipc: NamespaceMode::Pod as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            let body = create_body(&c, &inputs()).unwrap();
+            let h = host(&body);
+            assert_eq!(h.network_mode.as_deref(), Some("bridge"), "{pid:?}");
+            assert_eq!(h.pid_mode, None, "{pid:?}");
+            assert_eq!(h.ipc_mode.as_deref(), Some("shareable"), "{pid:?}");
+        }
+    }
+
+    #[test]
     fn ports_are_exposed_and_published_only_with_a_host_port() {
         let mut c = config();
         c.port_mappings = vec![
@@ -612,6 +642,27 @@ mod tests {
                     ..Default::default()
                 }),
                 "namespace_options.network",
+            ),
+            (
+                with_security(LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        ipc: NamespaceMode::Container as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                "namespace_options.ipc",
+            ),
+            (
+                with_security(LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        pid: NamespaceMode::Target as i32,
+                        target_id: "abc".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                "namespace_options.pid",
             ),
         ];
         for (c, field) in cases {

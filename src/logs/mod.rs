@@ -13,8 +13,9 @@ mod writer;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
 use crate::docker::DockerClient;
@@ -29,6 +30,8 @@ type Reopen = oneshot::Sender<std::io::Result<()>>;
 struct Handle {
     reopen: mpsc::Sender<Reopen>,
     task: tokio::task::JoinHandle<()>,
+    /// Turns true once the writer has written the container's last output.
+    written: watch::Receiver<bool>,
 }
 
 /// The log writers of all containers.
@@ -80,12 +83,14 @@ impl LogManager {
         let file = writer::open(&target.path)
             .map_err(|e| Error::io(format!("opening log {}", target.path.display()), e))?;
         let (reopen, requests) = mpsc::channel(4);
+        let (all_written, written) = watch::channel(false);
         let id = target.container_id.clone();
         let registry = Arc::clone(&self.writers);
         let positions = self.positions.clone();
         let task = tokio::spawn(async move {
             let id = target.container_id.clone();
             writer::run(docker, target, file, requests, positions).await;
+            all_written.send_replace(true);
             // The writer ended with the container's output: forget it.
             let mut writers = registry.lock().unwrap_or_else(|p| p.into_inner());
             if writers
@@ -95,8 +100,38 @@ impl LogManager {
                 writers.remove(&id);
             }
         });
-        writers.insert(id, Handle { reopen, task });
+        writers.insert(
+            id,
+            Handle {
+                reopen,
+                task,
+                written,
+            },
+        );
         Ok(())
+    }
+
+    /// Waits, at most `within`, until the writer of an exited container has
+    /// written all of its output. Docker reports the exit before its log
+    /// stream has reached us; kubelet reads the file of an exited container
+    /// as complete (containerd reports an exit only after its output).
+    /// Returns at once when no writer runs for the container.
+    pub async fn written(&self, container_id: &str, within: Duration) {
+        let Some(mut written) = self
+            .lock()
+            .get(container_id)
+            .filter(|h| !h.task.is_finished())
+            .map(|h| h.written.clone())
+        else {
+            return;
+        };
+        // An error means the writer was stopped: nothing more will come.
+        if tokio::time::timeout(within, written.wait_for(|w| *w))
+            .await
+            .is_err()
+        {
+            debug!(container = %container_id, "log writer still behind an exited container");
+        }
     }
 
     /// `ReopenContainerLog`: the writer closes its file and opens a new one

@@ -15,13 +15,16 @@ use crate::error::{Error, Result};
 use crate::index::{Entry, View};
 use crate::logs::Target;
 use crate::proto::{
-    Container, ContainerConfig, ContainerFilter, ContainerStatusResponse, ContainerUser,
-    LinuxContainerResources, LinuxContainerUser, PodSandboxConfig,
+    Container, ContainerConfig, ContainerFilter, ContainerState, ContainerStatusResponse,
+    ContainerUser, LinuxContainerResources, LinuxContainerUser, PodSandboxConfig,
 };
 use crate::runtime::{checkpoint, sandbox};
 
 /// API version from which Docker can make bind mounts recursively read-only.
 const RRO_API: (usize, usize) = (1, 44);
+/// How long `ContainerStatus` of an exited container waits for its log
+/// writer to catch up with the container's last output.
+const LOG_DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `CreateContainer` in sandbox `sandbox_id`. Nothing is left behind on error.
 pub async fn create(
@@ -251,6 +254,9 @@ pub async fn status(ctx: &Context, id: &str, verbose: bool) -> Result<ContainerS
     let View::Container { status, .. } = &c.view else {
         return Err(Error::not_found("container", id));
     };
+    if status.state() == ContainerState::ContainerExited {
+        ctx.logs.written(&status.id, LOG_DRAIN_WAIT).await;
+    }
     let pid = c
         .inspect
         .state

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, LogsOptionsBuilder};
 use dockercri::proto::{
+    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
     PodSandboxConfig, PodSandboxMetadata, RunPodSandboxRequest, StopPodSandboxRequest,
 };
 use futures_util::StreamExt;
@@ -41,6 +42,13 @@ impl Harness {
                 "kubernetes.io/config.source".to_string(),
                 "api".to_string(),
             )]),
+            linux: Some(LinuxPodSandboxConfig {
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(kubelet_namespaces()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
@@ -218,6 +226,24 @@ pub fn container_config(
         args: vec![script.into()],
         log_path: format!("{name}/0.log"),
         labels: h.labels(),
+        linux: Some(dockercri::proto::LinuxContainerConfig {
+            security_context: Some(dockercri::proto::LinuxContainerSecurityContext {
+                namespace_options: Some(kubelet_namespaces()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The namespaces kubelet asks for, for the sandbox and each container, when
+/// the pod sets neither hostPID nor shareProcessNamespace: PID is CONTAINER.
+pub fn kubelet_namespaces() -> NamespaceOption {
+    NamespaceOption {
+        network: NamespaceMode::Pod as i32,
+        pid: NamespaceMode::Container as i32,
+        ipc: NamespaceMode::Pod as i32,
         ..Default::default()
     }
 }
