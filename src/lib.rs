@@ -1,6 +1,7 @@
 //! dockercri: a Kubernetes CRI v1 runtime that carries out every sandbox,
 //! container and image call on Docker Engine.
 
+pub mod authority;
 pub mod config;
 pub mod context;
 pub mod daemon;

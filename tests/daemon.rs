@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixListener as StdUnixListener};
 use std::process::{Command, Stdio};
@@ -49,6 +50,123 @@ async fn version_reports_docker_engine() {
     assert_eq!(v.runtime_api_version, "v1");
     assert_eq!(Some(v.runtime_version), engine.version);
     assert_eq!(v.version, "0.1.0");
+}
+
+/// One HTTP/2 frame: (type, flags, stream, payload).
+type Frame = (u8, u8, u32, Vec<u8>);
+/// Decoded header fields, in order.
+type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+async fn read_frame(s: &mut tokio::net::UnixStream) -> Frame {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head)
+        .await
+        .expect("a frame from dockercri");
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let mut payload = vec![0; len];
+    s.read_exact(&mut payload).await.unwrap();
+    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    (head[3], head[4], stream, payload)
+}
+
+/// grpc-go before 1.51 (kubelet and crictl before Kubernetes 1.26),
+/// grpc-java and gRPC core send the socket's path as `:authority`, which h2
+/// refuses on its own: such a client, speaking raw HTTP/2 here, is served,
+/// on two requests of one connection (the second leans on the HPACK table
+/// the first filled).
+#[tokio::test]
+async fn a_client_that_names_the_socket_path_as_authority_is_served() {
+    use prost::Message;
+    use tokio::io::AsyncWriteExt;
+    const HEADERS: u8 = 0x1;
+    const DATA: u8 = 0x0;
+    const SETTINGS: u8 = 0x4;
+    const END_STREAM: u8 = 0x1;
+    const END_HEADERS: u8 = 0x4;
+
+    let h = Harness::start().await;
+    let authority = h.socket.display().to_string();
+    let mut s = tokio::net::UnixStream::connect(&h.socket).await.unwrap();
+    let mut encoder = loona_hpack::Encoder::new();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(SETTINGS, 0, 0, &[]));
+    let body = VersionRequest {
+        version: "v1".into(),
+    }
+    .encode_to_vec();
+    let mut message = vec![0];
+    message.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    message.extend_from_slice(&body);
+    for stream in [1, 3] {
+        let block = encoder.encode([
+            (&b":method"[..], &b"POST"[..]),
+            (b":scheme", b"http"),
+            (b":path", b"/runtime.v1.RuntimeService/Version"),
+            (b":authority", authority.as_bytes()),
+            (b"content-type", b"application/grpc"),
+            (b"te", b"trailers"),
+        ]);
+        out.extend(frame(HEADERS, END_HEADERS, stream, &block));
+        out.extend(frame(DATA, END_STREAM, stream, &message));
+    }
+    s.write_all(&out).await.unwrap();
+
+    let mut decoder = loona_hpack::Decoder::new();
+    let mut headers: HashMap<u32, Fields> = HashMap::new();
+    let mut data: HashMap<u32, Vec<u8>> = HashMap::new();
+    let mut ended = 0;
+    let read_all = async {
+        while ended < 2 {
+            let (kind, flags, stream, payload) = read_frame(&mut s).await;
+            match kind {
+                SETTINGS if flags & 0x1 == 0 => {
+                    s.write_all(&frame(SETTINGS, 0x1, 0, &[])).await.unwrap();
+                }
+                HEADERS => {
+                    assert_ne!(flags & END_HEADERS, 0, "one frame per block here");
+                    let block = decoder.decode(&payload).unwrap();
+                    headers.entry(stream).or_default().extend(block);
+                    ended += usize::from(flags & END_STREAM != 0);
+                }
+                DATA => data.entry(stream).or_default().extend_from_slice(&payload),
+                // RST_STREAM (the refusal this test is about) or GOAWAY.
+                0x3 | 0x7 => panic!("dockercri answered frame type {kind}: {payload:?}"),
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read_all)
+        .await
+        .expect("both answers within 10 s");
+    for stream in [1, 3] {
+        let got = &headers[&stream];
+        let value = |name: &str| {
+            got.iter()
+                .find(|(n, _)| n == name.as_bytes())
+                .map(|(_, v)| String::from_utf8_lossy(v).to_string())
+        };
+        assert_eq!(value(":status").as_deref(), Some("200"), "stream {stream}");
+        assert_eq!(
+            value("grpc-status").as_deref(),
+            Some("0"),
+            "stream {stream}: {got:?}"
+        );
+        let reply = &data[&stream];
+        let v = dockercri::proto::VersionResponse::decode(&reply[5..]).unwrap();
+        assert_eq!(
+            (v.runtime_name.as_str(), v.runtime_api_version.as_str()),
+            ("docker", "v1")
+        );
+    }
 }
 
 #[tokio::test]
