@@ -296,6 +296,47 @@ async fn stop_and_remove_are_idempotent_and_take_the_pods_containers() {
     assert!(err.message().contains(&id), "{err:?}");
 }
 
+/// RemovePodSandbox deletes the checkpoint while Docker removes the pause
+/// container; when Docker fails, the sandbox is still there and so is its
+/// checkpoint (put back), and a retry removes both.
+#[tokio::test]
+async fn a_remove_docker_refuses_keeps_the_checkpoint_and_a_retry_removes_all() {
+    let h = Harness::start().await;
+    let id = h.pod("refused").await.id;
+    h.stop_pod(&id).await;
+    // An immutable file in the container's directory makes Docker's remove fail.
+    let pinned = format!("/var/lib/docker/containers/{id}/hostconfig.json");
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .args([flag, &pinned])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !chattr("+i") {
+        eprintln!("skipped: chattr +i does not work on /var/lib/docker here");
+        return;
+    }
+    let remove = || async {
+        h.rt()
+            .remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await
+    };
+    let refused = remove().await;
+    let unpinned = chattr("-i");
+    assert!(refused.is_err(), "Docker's remove was refused");
+    assert!(unpinned);
+    let checkpoint = h.root.join("sandboxes").join(&id);
+    assert!(
+        checkpoint.exists(),
+        "the checkpoint of a sandbox still there"
+    );
+    remove().await.unwrap();
+    assert!(!checkpoint.exists(), "checkpoint gone");
+    assert!(docker().await.inspect_container(&id, None).await.is_err());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn list_applies_id_state_and_label_filters() {
     let h = Harness::start().await;

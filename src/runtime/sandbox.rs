@@ -489,54 +489,68 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
     )
     .await?;
     let is_id = full_id.chars().all(|c| c.is_ascii_hexdigit()) && !full_id.is_empty();
-    let log_dir = is_id
-        .then(|| checkpoint::load(&ctx.config.root_directory, &full_id))
-        .flatten()
-        .and_then(|c| c.config)
-        .map(|c| c.log_directory)
+    let saved = match sandbox.as_ref().map(|s| &s.view) {
+        Some(View::Sandbox { checkpoint, .. }) => checkpoint.as_deref().cloned(),
+        _ => is_id
+            .then(|| checkpoint::load(&ctx.config.root_directory, &full_id))
+            .flatten(),
+    };
+    let log_dir = saved
+        .as_ref()
+        .and_then(|c| c.config.as_ref())
+        .map(|c| c.log_directory.clone())
         .filter(|d| sandbox_body::check_absolute_path("log_directory", d).is_ok());
-    // The pod's logs go while Docker removes the pause container: file
-    // system work that waits on the disk (busy with Docker's own writes)
-    // stays off the call's critical path and off the async workers.
-    let logs_removed = remove_log_directory(log_dir);
-    if sandbox.is_some() {
-        let remove = ctx.docker.remove_container(&full_id);
-        let (removed, ()) = tokio::join!(
-            ctx.index.removing(&ctx.docker, &full_id, remove),
-            logs_removed
-        );
-        removed?;
-        info!(sandbox = %full_id, "pod sandbox removed");
-    } else {
-        logs_removed.await;
+    // The pod's files go while Docker removes the pause container: work
+    // that waits on the disk (busy with Docker's own writes) stays off the
+    // call's critical path and off the async workers.
+    let root = ctx.config.root_directory.clone();
+    let files_removed = remove_pod_files(root.clone(), is_id.then(|| full_id.clone()), log_dir);
+    if sandbox.is_none() {
+        return files_removed.await;
     }
-    if is_id {
-        let root = ctx.config.root_directory.clone();
-        let id = full_id.clone();
-        tokio::task::spawn_blocking(move || checkpoint::remove(&root, &id))
-            .await
-            .map_err(|e| Error::Internal(format!("removing checkpoint of {full_id}: {e}")))??;
+    let remove = ctx.docker.remove_container(&full_id);
+    let (removed, files) = tokio::join!(
+        ctx.index.removing(&ctx.docker, &full_id, remove),
+        files_removed
+    );
+    if let Err(e) = removed {
+        // The pause container is still there: so is its checkpoint.
+        if let Some(saved) = saved.filter(|_| is_id) {
+            let id = full_id.clone();
+            let restored =
+                tokio::task::spawn_blocking(move || checkpoint::save(&root, &id, &saved)).await;
+            if !matches!(restored, Ok(Ok(()))) {
+                warn!(sandbox = %full_id, "cannot put back the checkpoint of a sandbox Docker did not remove");
+            }
+        }
+        return Err(e);
     }
+    files?;
+    info!(sandbox = %full_id, "pod sandbox removed");
     Ok(())
 }
 
-/// Deletes a removed pod's log directory (on a blocking thread).
-async fn remove_log_directory(dir: Option<String>) {
-    let Some(dir) = dir else {
-        return;
-    };
-    let removed = tokio::task::spawn_blocking({
-        let dir = dir.clone();
-        move || std::fs::remove_dir_all(dir)
+/// Deletes a removed pod's log directory and its checkpoint (on a blocking
+/// thread). Only the checkpoint's removal can fail the call: the log
+/// directory is kubelet's and a leftover one is only warned about.
+async fn remove_pod_files(
+    root: std::path::PathBuf,
+    checkpoint_of: Option<String>,
+    log_dir: Option<String>,
+) -> Result<()> {
+    let removed = tokio::task::spawn_blocking(move || {
+        if let Some(dir) = log_dir {
+            match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    warn!(dir, error = %e, "cannot remove the pod's log directory");
+                }
+                _ => {}
+            }
+        }
+        checkpoint_of.map_or(Ok(()), |id| checkpoint::remove(&root, &id))
     })
     .await;
-    match removed {
-        Ok(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
-            warn!(dir, error = %e, "cannot remove the pod's log directory");
-        }
-        Err(e) => warn!(dir, error = %e, "cannot remove the pod's log directory"),
-        _ => {}
-    }
+    removed.map_err(|e| Error::Internal(format!("removing a pod's files: {e}")))?
 }
 
 /// `PodSandboxStatus`; unknown ids are `NOT_FOUND`.
