@@ -852,6 +852,58 @@ async fn bad_configs_get_the_right_code_and_leave_nothing() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// kubelet 1.32+ on a cgroup v2 node asks for `memory.oom.group=1` in every
+/// container's `unified` resources, which Docker's API cannot carry:
+/// dockercri writes it into the container's cgroup. A cgroup v1 node has no
+/// such file, and the request is refused, naming why.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubelets_memory_oom_group_reaches_the_cgroup_on_v2_and_is_refused_on_v1() {
+    let h = Harness::start().await;
+    let pod = h.pod("oomgroup").await;
+    let mut config = container_config(&h, "grouped", "sleep 600");
+    config.linux.get_or_insert_with(Default::default).resources = Some(LinuxContainerResources {
+        memory_limit_in_bytes: 64 << 20,
+        unified: [("memory.oom.group".to_string(), "1".to_string())].into(),
+        ..Default::default()
+    });
+    if !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        let err = h.try_create(&pod, config).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains("cgroup v1"), "{err:?}");
+        assert!(err.message().contains("memory.oom.group"), "{err:?}");
+        let left = h
+            .rt()
+            .list_containers(ListContainersRequest {
+                filter: Some(ContainerFilter {
+                    label_selector: h.labels(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        assert!(left.is_empty(), "{left:?}");
+        return;
+    }
+    let id = h.start_container(&pod, config).await;
+    let pid = docker()
+        .await
+        .inspect_container(&id, None)
+        .await
+        .unwrap()
+        .state
+        .and_then(|s| s.pid)
+        .unwrap();
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let dir = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("a cgroup v2 path");
+    let group = std::fs::read_to_string(format!("/sys/fs/cgroup{dir}/memory.oom.group")).unwrap();
+    assert_eq!(group.trim(), "1");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stopping_the_pod_stops_its_containers() {
     let h = Harness::start().await;

@@ -560,6 +560,7 @@ fn check_container(
         seccomp_localhost: Some("{}"),
         oom: OomPolicy { floor: Some(-500) },
         recursive_read_only: rro,
+        cgroup_v2: false,
     };
     match container_body::create_body(config, &inputs) {
         Err(e) => prop_assert_eq!(e.code(), Code::InvalidArgument, "{}", e),
@@ -699,6 +700,7 @@ fn the_seed_configs_are_accepted() {
         seccomp_localhost: None,
         oom: OomPolicy { floor: None },
         recursive_read_only: false,
+        cgroup_v2: false,
     };
     container_body::create_body(&valid_container(), &inputs).unwrap();
 }

@@ -462,6 +462,7 @@ impl Side<'_> {
                         seccomp_localhost: None,
                         oom: OomPolicy::new(None),
                         recursive_read_only: false,
+                        cgroup_v2: false,
                     },
                 );
                 let (Ok(body), Some(meta), Some(pod_meta)) =

@@ -28,6 +28,8 @@ pub struct ContainerInputs<'a> {
     pub oom: OomPolicy,
     /// Docker's API can make a bind mount recursively read-only (API 1.44+).
     pub recursive_read_only: bool,
+    /// The node runs cgroup v2 (unified): `unified` keys can be written.
+    pub cgroup_v2: bool,
 }
 
 /// The kubelet log path: `<sandbox log_directory>/<log_path>`, or `None`
@@ -191,8 +193,34 @@ pub enum MountSpec {
     Mount(Box<DockerMount>),
 }
 
-/// Resources that Docker takes at create and update time.
-pub fn resources(r: &LinuxContainerResources, oom: OomPolicy, host: &mut HostConfig) -> Result<()> {
+/// cgroup v2 files (`unified` keys) Docker has no field for, with the
+/// values to write into them, in key order.
+pub type CgroupFiles = Vec<(String, String)>;
+
+/// A `unified` key dockercri may write: a controller's interface file
+/// (`memory.oom.group`, `memory.high`, ...), never a path or one of the
+/// cgroup core files (`cgroup.procs`, `cgroup.subtree_control`, ...).
+fn is_controller_file(key: &str) -> bool {
+    let Some((controller, file)) = key.split_once('.') else {
+        return false;
+    };
+    let word = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
+    };
+    controller != "cgroup" && word(controller) && word(file) && !file.starts_with('.')
+}
+
+/// Resources that Docker takes at create and update time. Returns the
+/// `unified` keys Docker cannot take, for dockercri to write into the
+/// container's cgroup itself (kubelet on cgroup v2 sends
+/// `memory.oom.group` for every container).
+pub fn resources(
+    r: &LinuxContainerResources,
+    oom: OomPolicy,
+    host: &mut HostConfig,
+) -> Result<CgroupFiles> {
     let positive = |v: i64| (v > 0).then_some(v);
     host.cpu_period = positive(r.cpu_period);
     host.cpu_quota = positive(r.cpu_quota);
@@ -212,6 +240,7 @@ pub fn resources(r: &LinuxContainerResources, oom: OomPolicy, host: &mut HostCon
             format!("Docker Engine cannot limit {} huge pages", h.page_size),
         ));
     }
+    let mut files = CgroupFiles::new();
     for (key, value) in &r.unified {
         match (key.as_str(), host.memory) {
             // kubelet's "no swap" on cgroup v2; Docker says it as swap = memory.
@@ -227,14 +256,18 @@ pub fn resources(r: &LinuxContainerResources, oom: OomPolicy, host: &mut HostCon
                 });
             }
             ("memory.swap.max", None) => {}
+            (key, _) if is_controller_file(key) && !value.contains(['\n', '\0']) => {
+                files.push((key.to_string(), value.clone()));
+            }
             _ => {
                 return Err(Error::invalid(
                     "config.linux.resources.unified",
-                    format!("Docker Engine cannot set the cgroup v2 key {key:?}"),
+                    format!("{key:?}={value:?} is not a cgroup v2 controller file and value"),
                 ));
             }
         }
     }
+    files.sort();
     if r.oom_score_adj != 0 {
         if !(-1000..=1000).contains(&r.oom_score_adj) {
             return Err(Error::invalid(
@@ -244,7 +277,7 @@ pub fn resources(r: &LinuxContainerResources, oom: OomPolicy, host: &mut HostCon
         }
         host.oom_score_adj = Some(oom.clamp(r.oom_score_adj));
     }
-    Ok(())
+    Ok(files)
 }
 
 /// The container's create body.
@@ -283,8 +316,15 @@ pub fn create_body(
     host.network_mode = network;
     host.pid_mode = pid;
     host.ipc_mode = ipc;
-    if let Some(r) = &linux.resources {
-        resources(r, inputs.oom, &mut host)?;
+    let cgroup_files = match &linux.resources {
+        Some(r) => resources(r, inputs.oom, &mut host)?,
+        None => CgroupFiles::new(),
+    };
+    if let (Some((key, _)), false) = (cgroup_files.first(), inputs.cgroup_v2) {
+        return Err(Error::invalid(
+            "config.linux.resources.unified",
+            format!("{key:?} is a cgroup v2 file; this node runs cgroup v1"),
+        ));
     }
     let parent = inputs
         .sandbox
@@ -402,6 +442,13 @@ pub fn create_body(
     ];
     if let Some(path) = &log_path {
         internal.push((labels::LOG_PATH, path.as_str()));
+    }
+    let unified = (!cgroup_files.is_empty()).then(|| {
+        let map: std::collections::BTreeMap<_, _> = cgroup_files.iter().cloned().collect();
+        serde_json::to_string(&map).unwrap_or_default()
+    });
+    if let Some(unified) = &unified {
+        internal.push((labels::CGROUP_UNIFIED, unified.as_str()));
     }
     labels::check_size(&config.labels, &config.annotations)?;
     let docker_labels = labels::to_docker(&config.labels, &config.annotations, &internal);
@@ -526,6 +573,7 @@ mod tests {
                 seccomp_localhost: None,
                 oom: OomPolicy { floor: Some(0) },
                 recursive_read_only: false,
+                cgroup_v2: false,
             },
         )
     }
@@ -671,6 +719,75 @@ mod tests {
             ..Default::default()
         };
         assert!(resources(&bad, OomPolicy { floor: None }, &mut h).is_err());
+    }
+
+    #[test]
+    fn unified_keys_docker_cannot_take_are_kept_for_the_cgroup() {
+        let with_unified = |pairs: &[(&str, &str)]| ContainerConfig {
+            linux: Some(LinuxContainerConfig {
+                resources: Some(LinuxContainerResources {
+                    memory_limit_in_bytes: 64 << 20,
+                    unified: pairs
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..config()
+        };
+        let s = sandbox();
+        let create = |c: &ContainerConfig, cgroup_v2: bool| {
+            create_body(
+                c,
+                &ContainerInputs {
+                    sandbox_id: "sb1",
+                    sandbox: &s,
+                    seccomp_localhost: None,
+                    oom: OomPolicy { floor: None },
+                    recursive_read_only: false,
+                    cgroup_v2,
+                },
+            )
+        };
+        // kubelet 1.32+ on cgroup v2: memory.oom.group for every container.
+        let kubelet = with_unified(&[
+            ("memory.oom.group", "1"),
+            ("memory.swap.max", "0"),
+            ("memory.high", "50331648"),
+        ]);
+        let b = create(&kubelet, true).unwrap();
+        let label = &b.labels.as_ref().unwrap()[labels::CGROUP_UNIFIED];
+        assert_eq!(
+            label,
+            r#"{"memory.high":"50331648","memory.oom.group":"1"}"#
+        );
+        // memory.swap.max is Docker's own field.
+        assert_eq!(b.host_config.as_ref().unwrap().memory_swap, Some(64 << 20));
+        let plain = create(&with_unified(&[("memory.swap.max", "0")]), true).unwrap();
+        assert!(!plain.labels.unwrap().contains_key(labels::CGROUP_UNIFIED));
+
+        let v1 = create(&kubelet, false).unwrap_err().to_string();
+        assert!(v1.contains("cgroup v1"), "{v1}");
+        for bad in [
+            ("cgroup.procs", "1"),
+            ("cgroup.subtree_control", "+memory"),
+            ("../../memory.max", "1"),
+            ("memory/../x.max", "1"),
+            ("nodot", "1"),
+            (".hidden", "1"),
+            ("memory.", "1"),
+            ("Memory.High", "1"),
+            ("memory.high", "1\nmore"),
+        ] {
+            let err = create(&with_unified(&[bad]), true).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidArgument { .. }),
+                "{bad:?}: {err}"
+            );
+            assert!(err.to_string().contains("unified"), "{bad:?}: {err}");
+        }
     }
 
     #[test]

@@ -16,6 +16,10 @@ pub const LOG_PATH: &str = "io.kubernetes.container.logpath";
 /// On sandboxes: the CRI runtime handler they were run with (ours; empty =
 /// dockerd's default runtime).
 pub const RUNTIME_HANDLER: &str = "io.dockercri.runtime-handler";
+/// On containers: the cgroup v2 files kubelet asked for (`unified`) that
+/// Docker has no field for, as a JSON object; dockercri writes them into the
+/// container's cgroup once it runs.
+pub const CGROUP_UNIFIED: &str = "io.dockercri.cgroup-unified";
 /// CRI annotations are stored as labels with this prefix.
 pub const ANNOTATION_PREFIX: &str = "annotation.";
 
@@ -26,7 +30,7 @@ pub const ANNOTATION_PREFIX: &str = "annotation.";
 pub const MAX_METADATA_BYTES: usize = 1024 * 1024;
 
 /// Labels that dockercri itself sets: never reported as CRI labels.
-const INTERNAL: &[&str] = &[TYPE, SANDBOX_ID, LOG_PATH, RUNTIME_HANDLER];
+const INTERNAL: &[&str] = &[TYPE, SANDBOX_ID, LOG_PATH, RUNTIME_HANDLER, CGROUP_UNIFIED];
 
 /// Docker labels for a CRI object: its labels as they are, its annotations
 /// prefixed, then the internal ones (which win).

@@ -18,7 +18,7 @@ use crate::proto::{
     Container, ContainerConfig, ContainerFilter, ContainerState, ContainerStatusResponse,
     ContainerUser, LinuxContainerResources, LinuxContainerUser, PodSandboxConfig,
 };
-use crate::runtime::{checkpoint, sandbox};
+use crate::runtime::{checkpoint, sandbox, unified};
 
 /// API version from which Docker can make bind mounts recursively read-only.
 const RRO_API: (usize, usize) = (1, 44);
@@ -68,6 +68,7 @@ pub async fn create(
             seccomp_localhost: seccomp.as_deref(),
             oom: ctx.oom,
             recursive_read_only: api.is_some_and(|v| v >= RRO_API),
+            cgroup_v2: unified::host_is_v2(),
         },
     )?;
     let meta = config.metadata.clone().unwrap_or_default();
@@ -172,8 +173,41 @@ pub async fn start(ctx: &Context, id: &str) -> Result<()> {
         };
         ctx.logs.start(ctx.docker.clone(), target, true)?;
     }
+    let files = unified::from_labels(c.inspect.config.as_ref().and_then(|c| c.labels.as_ref()));
+    if !files.is_empty() {
+        write_cgroup_files(ctx, &full_id, &files).await;
+    }
     info!(container = %full_id, "container started");
     Ok(())
+}
+
+/// Writes the cgroup v2 files Docker could not set into a container it has
+/// just started. The container runs either way: a failure is logged.
+async fn write_cgroup_files(ctx: &Context, id: &str, files: &container_body::CgroupFiles) {
+    let pid = match find(ctx, id).await {
+        Ok(Some(c)) => c
+            .inspect
+            .state
+            .as_ref()
+            .and_then(|s| s.pid)
+            .filter(|p| *p > 0),
+        _ => None,
+    };
+    let Some(pid) = pid else {
+        debug!(container = %id, "exited before its cgroup files were written");
+        return;
+    };
+    let files = files.clone();
+    let written = tokio::task::spawn_blocking(move || unified::write(pid, &files)).await;
+    match written {
+        Ok(Ok(())) => debug!(container = %id, "cgroup v2 files written"),
+        Ok(Err(e)) => {
+            warn!(container = %id, error = %e, "cannot write the cgroup v2 files kubelet asked for")
+        }
+        Err(e) => {
+            warn!(container = %id, error = %e, "cannot write the cgroup v2 files kubelet asked for")
+        }
+    }
 }
 
 /// Takes the lock `StopPodSandbox` holds while it stops the pod, then
@@ -357,7 +391,33 @@ pub async fn update_resources(
     };
     let current = c.inspect.host_config.clone().unwrap_or_default();
     let mut host = bollard::models::HostConfig::default();
-    container_body::resources(&wanted, ctx.oom, &mut host)?;
+    let files = container_body::resources(&wanted, ctx.oom, &mut host)?;
+    if let Some((key, _)) = files.first() {
+        let pid = c
+            .inspect
+            .state
+            .as_ref()
+            .and_then(|s| s.pid)
+            .filter(|p| *p > 0);
+        let pid = match (unified::host_is_v2(), pid) {
+            (false, _) => {
+                return Err(Error::invalid(
+                    "linux.unified",
+                    format!("{key:?} is a cgroup v2 file; this node runs cgroup v1"),
+                ));
+            }
+            (true, None) => {
+                return Err(Error::FailedPrecondition {
+                    what: format!("container {id:?}"),
+                    why: "is not running: its cgroup files cannot be written".into(),
+                });
+            }
+            (true, Some(pid)) => pid,
+        };
+        tokio::task::spawn_blocking(move || unified::write(pid, &files))
+            .await
+            .map_err(|e| Error::Internal(format!("writing cgroup files of {full_id}: {e}")))??;
+    }
     if host.oom_score_adj.is_some() && host.oom_score_adj != current.oom_score_adj {
         return Err(Error::invalid(
             "linux.oom_score_adj",

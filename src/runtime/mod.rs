@@ -12,6 +12,7 @@ pub mod pause;
 pub mod sandbox;
 pub mod stats;
 pub mod status;
+pub mod unified;
 
 use tonic::Request;
 use tracing::{debug_span, info_span};
