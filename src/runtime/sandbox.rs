@@ -489,8 +489,13 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
     )
     .await?;
     let is_id = full_id.chars().all(|c| c.is_ascii_hexdigit()) && !full_id.is_empty();
+    // The index holds the checkpoint it read with the sandbox; the disk is
+    // asked only when it has none.
     let saved = match sandbox.as_ref().map(|s| &s.view) {
-        Some(View::Sandbox { checkpoint, .. }) => checkpoint.as_deref().cloned(),
+        Some(View::Sandbox {
+            checkpoint: Some(c),
+            ..
+        }) => Some(SandboxCheckpoint::clone(c)),
         _ => is_id
             .then(|| checkpoint::load(&ctx.config.root_directory, &full_id))
             .flatten(),
