@@ -151,9 +151,13 @@ impl Rewriter {
 
     /// Hands everything held back to h2 unchanged and stops looking.
     fn give_up(&mut self, out: &mut BytesMut) {
-        if let Some(block) = self.block.take() {
-            out.extend_from_slice(&block.original);
-        }
+        let held = self.block.take().map(|b| b.original).unwrap_or_default();
+        self.hand_over(out, &held);
+    }
+
+    /// Gives `bytes` to h2 as they came; from now on everything passes.
+    fn hand_over(&mut self, out: &mut BytesMut, bytes: &[u8]) {
+        out.extend_from_slice(bytes);
         self.mode = Mode::Pass;
     }
 
@@ -164,8 +168,7 @@ impl Rewriter {
         match (kind, self.block.take()) {
             (HEADERS, None) => {
                 let Some((priority, fragment)) = headers_fragment(flags, payload) else {
-                    out.extend_from_slice(frame);
-                    self.mode = Mode::Pass;
+                    self.hand_over(out, frame);
                     return;
                 };
                 let block = Block {
@@ -181,8 +184,7 @@ impl Rewriter {
                 block.fragment.extend_from_slice(payload);
                 block.original.extend_from_slice(frame);
                 if block.original.len() > MAX_BLOCK {
-                    out.extend_from_slice(&block.original);
-                    self.mode = Mode::Pass;
+                    self.hand_over(out, &block.original);
                     return;
                 }
                 self.collect(block, flags, out);
@@ -190,8 +192,7 @@ impl Rewriter {
             (_, Some(block)) => {
                 // Not the CONTINUATION h2 waits for: its error to raise.
                 out.extend_from_slice(&block.original);
-                out.extend_from_slice(frame);
-                self.mode = Mode::Pass;
+                self.hand_over(out, frame);
             }
             (_, None) => out.extend_from_slice(frame),
         }
@@ -208,24 +209,21 @@ impl Rewriter {
     fn complete(&mut self, block: Block, out: &mut BytesMut) {
         let Ok(headers) = self.decoder.decode(&block.fragment) else {
             // h2 fails the connection with a COMPRESSION_ERROR.
-            out.extend_from_slice(&block.original);
-            self.mode = Mode::Pass;
+            self.hand_over(out, &block.original);
             return;
         };
         if self.mode == Mode::Inspect {
             let refused = headers
                 .iter()
                 .find(|(name, _)| name == AUTHORITY)
-                .is_some_and(|(_, value)| http::uri::Authority::try_from(&value[..]).is_err());
-            if !refused {
-                out.extend_from_slice(&block.original);
-                self.mode = Mode::Pass;
+                .map(|(_, value)| value)
+                .filter(|value| http::uri::Authority::try_from(&value[..]).is_err());
+            let Some(authority) = refused else {
+                self.hand_over(out, &block.original);
                 return;
-            }
+            };
             debug!(
-                authority = %String::from_utf8_lossy(
-                    headers.iter().find(|(n, _)| n == AUTHORITY).map_or(&[][..], |(_, v)| v)
-                ),
+                authority = %String::from_utf8_lossy(authority),
                 "client names a socket path as :authority; its requests get localhost"
             );
             self.mode = Mode::Rewrite;

@@ -837,18 +837,7 @@ async fn bad_configs_get_the_right_code_and_leave_nothing() {
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert!(err.message().contains("pod sandbox"), "{err:?}");
-    let left = h
-        .rt()
-        .list_containers(ListContainersRequest {
-            filter: Some(ContainerFilter {
-                label_selector: h.labels(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
+    let left = h.listed_containers().await;
     assert!(left.is_empty(), "{left:?}");
 }
 
@@ -871,18 +860,7 @@ async fn kubelets_memory_oom_group_reaches_the_cgroup_on_v2_and_is_refused_on_v1
         assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
         assert!(err.message().contains("cgroup v1"), "{err:?}");
         assert!(err.message().contains("memory.oom.group"), "{err:?}");
-        let left = h
-            .rt()
-            .list_containers(ListContainersRequest {
-                filter: Some(ContainerFilter {
-                    label_selector: h.labels(),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .containers;
+        let left = h.listed_containers().await;
         assert!(left.is_empty(), "{left:?}");
         return;
     }

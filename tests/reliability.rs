@@ -39,18 +39,7 @@ async fn sandboxes(h: &Harness) -> Vec<PodSandbox> {
 }
 
 async fn containers(h: &Harness) -> Vec<Container> {
-    let mut items = h
-        .rt()
-        .list_containers(ListContainersRequest {
-            filter: Some(ContainerFilter {
-                label_selector: h.labels(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
+    let mut items = h.listed_containers().await;
     items.sort_by(|a, b| a.id.cmp(&b.id));
     items
 }

@@ -153,6 +153,15 @@ impl Entry {
         matches!(self.view, View::Container { .. })
     }
 
+    /// The pid of Docker's process while it runs (Docker says 0 otherwise).
+    pub fn pid(&self) -> Option<i64> {
+        self.inspect
+            .state
+            .as_ref()
+            .and_then(|s| s.pid)
+            .filter(|p| *p > 0)
+    }
+
     /// Whether Docker's process runs.
     pub fn running(&self) -> bool {
         self.inspect.state.as_ref().and_then(|s| s.running) == Some(true)

@@ -175,7 +175,7 @@ pub async fn start(ctx: &Context, id: &str) -> Result<()> {
     }
     let files = unified::from_labels(c.inspect.config.as_ref().and_then(|c| c.labels.as_ref()));
     if !files.is_empty() {
-        write_cgroup_files(ctx, &full_id, &files).await;
+        write_cgroup_files(ctx, &full_id, files).await;
     }
     info!(container = %full_id, "container started");
     Ok(())
@@ -183,27 +183,14 @@ pub async fn start(ctx: &Context, id: &str) -> Result<()> {
 
 /// Writes the cgroup v2 files Docker could not set into a container it has
 /// just started. The container runs either way: a failure is logged.
-async fn write_cgroup_files(ctx: &Context, id: &str, files: &container_body::CgroupFiles) {
-    let pid = match find(ctx, id).await {
-        Ok(Some(c)) => c
-            .inspect
-            .state
-            .as_ref()
-            .and_then(|s| s.pid)
-            .filter(|p| *p > 0),
-        _ => None,
-    };
-    let Some(pid) = pid else {
+async fn write_cgroup_files(ctx: &Context, id: &str, files: container_body::CgroupFiles) {
+    // The entry is out of date after the start: this inspect refreshes it.
+    let Some(pid) = find(ctx, id).await.ok().flatten().and_then(|c| c.pid()) else {
         debug!(container = %id, "exited before its cgroup files were written");
         return;
     };
-    let files = files.clone();
-    let written = tokio::task::spawn_blocking(move || unified::write(pid, &files)).await;
-    match written {
-        Ok(Ok(())) => debug!(container = %id, "cgroup v2 files written"),
-        Ok(Err(e)) => {
-            warn!(container = %id, error = %e, "cannot write the cgroup v2 files kubelet asked for")
-        }
+    match unified::write(pid, files).await {
+        Ok(()) => debug!(container = %id, "cgroup v2 files written"),
         Err(e) => {
             warn!(container = %id, error = %e, "cannot write the cgroup v2 files kubelet asked for")
         }
@@ -291,12 +278,7 @@ pub async fn status(ctx: &Context, id: &str, verbose: bool) -> Result<ContainerS
     if status.state() == ContainerState::ContainerExited {
         ctx.logs.written(&status.id, LOG_DRAIN_WAIT).await;
     }
-    let pid = c
-        .inspect
-        .state
-        .as_ref()
-        .and_then(|s| s.pid)
-        .filter(|p| *p > 0);
+    let pid = c.pid();
     let mut info = HashMap::new();
     if verbose {
         let c = &c.inspect;
@@ -393,13 +375,7 @@ pub async fn update_resources(
     let mut host = bollard::models::HostConfig::default();
     let files = container_body::resources(&wanted, ctx.oom, &mut host)?;
     if let Some((key, _)) = files.first() {
-        let pid = c
-            .inspect
-            .state
-            .as_ref()
-            .and_then(|s| s.pid)
-            .filter(|p| *p > 0);
-        let pid = match (unified::host_is_v2(), pid) {
+        let pid = match (unified::host_is_v2(), c.pid()) {
             (false, _) => {
                 return Err(Error::invalid(
                     "linux.unified",
@@ -414,9 +390,7 @@ pub async fn update_resources(
             }
             (true, Some(pid)) => pid,
         };
-        tokio::task::spawn_blocking(move || unified::write(pid, &files))
-            .await
-            .map_err(|e| Error::Internal(format!("writing cgroup files of {full_id}: {e}")))??;
+        unified::write(pid, files).await?;
     }
     if host.oom_score_adj.is_some() && host.oom_score_adj != current.oom_score_adj {
         return Err(Error::invalid(

@@ -43,9 +43,12 @@ fn directory_of(pid: i64) -> Result<PathBuf> {
         .ok_or_else(|| Error::Internal(format!("process {pid} has no cgroup v2 directory")))
 }
 
-/// Writes `files` into the cgroup of the container whose process is `pid`.
-pub fn write(pid: i64, files: &CgroupFiles) -> Result<()> {
-    write_into(&directory_of(pid)?, files)
+/// Writes `files` into the cgroup of the container whose process is `pid`,
+/// on a blocking thread.
+pub async fn write(pid: i64, files: CgroupFiles) -> Result<()> {
+    tokio::task::spawn_blocking(move || write_into(&directory_of(pid)?, &files))
+        .await
+        .map_err(|e| Error::Internal(format!("writing the cgroup files of process {pid}: {e}")))?
 }
 
 /// Writes each file of `files` in `dir`; the first failure names its file.

@@ -276,6 +276,21 @@ pub struct Pod {
 }
 
 impl Harness {
+    /// The CRI containers of this harness, as `ListContainers` lists them.
+    pub async fn listed_containers(&self) -> Vec<dockercri::proto::Container> {
+        self.rt()
+            .list_containers(dockercri::proto::ListContainersRequest {
+                filter: Some(dockercri::proto::ContainerFilter {
+                    label_selector: self.labels(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers
+    }
+
     /// Runs a plain pod for app containers.
     pub async fn pod(&self, name: &str) -> Pod {
         let config = self.pod_config(name);
