@@ -267,7 +267,24 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// `ContainerStatus`; unknown ids are `NOT_FOUND`.
+/// `ContainerStatus` as kubelet reads it: for an exited container, only
+/// once its log file holds all of its output.
+pub async fn status_with_complete_log(
+    ctx: &Context,
+    id: &str,
+    verbose: bool,
+) -> Result<ContainerStatusResponse> {
+    let reply = status(ctx, id, verbose).await?;
+    if let Some(s) = reply.status.as_ref()
+        && s.state() == ContainerState::ContainerExited
+    {
+        ctx.logs.written(&s.id, LOG_DRAIN_WAIT).await;
+    }
+    Ok(reply)
+}
+
+/// A container's status now; unknown ids are `NOT_FOUND`. Events use it
+/// too, and must not wait for a log writer.
 pub async fn status(ctx: &Context, id: &str, verbose: bool) -> Result<ContainerStatusResponse> {
     let c = find(ctx, id)
         .await?
@@ -275,9 +292,6 @@ pub async fn status(ctx: &Context, id: &str, verbose: bool) -> Result<ContainerS
     let View::Container { status, .. } = &c.view else {
         return Err(Error::not_found("container", id));
     };
-    if status.state() == ContainerState::ContainerExited {
-        ctx.logs.written(&status.id, LOG_DRAIN_WAIT).await;
-    }
     let pid = c.pid();
     let mut info = HashMap::new();
     if verbose {

@@ -218,7 +218,7 @@ impl RuntimeService for Cri {
         let span = debug_span!("rpc", method = "ContainerStatus", container = %req.container_id);
         server::handle(
             span,
-            container::status(&self.ctx, &req.container_id, req.verbose),
+            container::status_with_complete_log(&self.ctx, &req.container_id, req.verbose),
         )
         .await
     }
