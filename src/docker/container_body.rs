@@ -7,13 +7,13 @@ use bollard::models::{
     MountType,
 };
 
-use crate::docker::labels;
 use crate::docker::sandbox_body::{
     apparmor_opts, check_absolute_path, check_name_part, seccomp_opts, selinux_opts,
 };
+use crate::docker::{cgroup_parent, labels};
 use crate::error::{Error, Result};
 use crate::proto::{
-    ContainerConfig, LinuxContainerResources, Mount, MountPropagation, NamespaceMode,
+    CgroupDriver, ContainerConfig, LinuxContainerResources, Mount, MountPropagation, NamespaceMode,
     NamespaceOption, PodSandboxConfig, Signal, SupplementalGroupsPolicy,
 };
 use crate::runtime::oom::OomPolicy;
@@ -30,6 +30,8 @@ pub struct ContainerInputs<'a> {
     pub recursive_read_only: bool,
     /// The node runs cgroup v2 (unified): `unified` keys can be written.
     pub cgroup_v2: bool,
+    /// Docker's cgroup driver: the form the cgroup parent must take.
+    pub cgroup_driver: CgroupDriver,
 }
 
 /// The kubelet log path: `<sandbox log_directory>/<log_path>`, or `None`
@@ -330,9 +332,13 @@ pub fn create_body(
         .sandbox
         .linux
         .as_ref()
-        .map(|l| l.cgroup_parent.clone())
+        .map(|l| l.cgroup_parent.as_str())
         .unwrap_or_default();
-    host.cgroup_parent = (!parent.is_empty()).then_some(parent);
+    host.cgroup_parent = cgroup_parent::for_docker(
+        parent,
+        inputs.cgroup_driver,
+        "sandbox_config.linux.cgroup_parent",
+    )?;
 
     let mut binds = vec![];
     let mut mounts = vec![];
@@ -574,6 +580,7 @@ mod tests {
                 oom: OomPolicy { floor: Some(0) },
                 recursive_read_only: false,
                 cgroup_v2: false,
+                cgroup_driver: CgroupDriver::Cgroupfs,
             },
         )
     }
@@ -748,6 +755,7 @@ mod tests {
                     oom: OomPolicy { floor: None },
                     recursive_read_only: false,
                     cgroup_v2,
+                    cgroup_driver: CgroupDriver::Cgroupfs,
                 },
             )
         };

@@ -59,6 +59,7 @@ pub async fn create(
         &sc.seccomp_profile_path,
         "config.linux.security_context.seccomp.localhost_ref",
     )?;
+    let cgroup_driver = ctx.docker.cgroup_driver().await?;
     let api = ctx.docker.api_version_tuple();
     let body = container_body::create_body(
         &config,
@@ -69,6 +70,7 @@ pub async fn create(
             oom: ctx.oom,
             recursive_read_only: api.is_some_and(|v| v >= RRO_API),
             cgroup_v2: unified::host_is_v2(),
+            cgroup_driver,
         },
     )?;
     let meta = config.metadata.clone().unwrap_or_default();

@@ -86,7 +86,7 @@ impl RuntimeService for Cri {
         let span = debug_span!("rpc", method = "PodSandboxStatus", sandbox = %req.pod_sandbox_id);
         server::handle(
             span,
-            sandbox::status(&self.ctx, &req.pod_sandbox_id, req.verbose),
+            sandbox::status_with_containers(&self.ctx, &req.pod_sandbox_id, req.verbose),
         )
         .await
     }
