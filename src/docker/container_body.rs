@@ -4,7 +4,7 @@
 
 use bollard::models::{
     ContainerCreateBody, DeviceMapping, HostConfig, Mount as DockerMount, MountBindOptions,
-    MountType,
+    MountBindOptionsPropagationEnum, MountType,
 };
 
 use crate::docker::sandbox_body::{
@@ -97,8 +97,9 @@ pub fn namespaces(
     ))
 }
 
-/// One CRI mount as a Docker bind string (`src:dst[:opts]`), or, when it
-/// must be recursively read-only, as a `Mounts` entry.
+/// One CRI mount as a Docker bind string (`src:dst[:opts]`), or, when its
+/// read-only-ness must be said exactly (API 1.44+: `recursive_read_only`),
+/// as a `Mounts` entry.
 pub fn mount(m: &Mount, recursive_read_only: bool) -> Result<MountSpec> {
     check_absolute_path("config.mounts.container_path", &m.container_path)?;
     if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
@@ -165,6 +166,29 @@ pub fn mount(m: &Mount, recursive_read_only: bool) -> Result<MountSpec> {
             read_only: Some(true),
             bind_options: Some(MountBindOptions {
                 read_only_force_recursive: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })));
+    }
+    // From API 1.44 Docker makes a plain `ro` bind recursively read-only
+    // where the kernel can; the CRI's `readonly` alone is not recursive
+    // (what runc does for containerd). An SELinux relabel has no `Mounts`
+    // form: such a bind stays a bind string.
+    if m.readonly && recursive_read_only && !m.selinux_relabel {
+        return Ok(MountSpec::Mount(Box::new(DockerMount {
+            target: Some(m.container_path.clone()),
+            source: Some(m.host_path.clone()),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            bind_options: Some(MountBindOptions {
+                read_only_non_recursive: Some(true),
+                propagation: propagation.map(|p| match p {
+                    "rshared" => MountBindOptionsPropagationEnum::RSHARED,
+                    _ => MountBindOptionsPropagationEnum::RSLAVE,
+                }),
+                // A bind string makes a missing source directory; so does this.
+                create_mountpoint: Some(true),
                 ..Default::default()
             }),
             ..Default::default()
@@ -687,7 +711,35 @@ mod tests {
         rro.recursive_read_only = true;
         let err = mount(&rro, false).unwrap_err();
         assert!(err.to_string().contains("recursive_read_only"), "{err}");
-        assert!(matches!(mount(&rro, true).unwrap(), MountSpec::Mount(_)));
+        let MountSpec::Mount(made) = mount(&rro, true).unwrap() else {
+            panic!("rro is a Mounts entry");
+        };
+        let options = made.bind_options.unwrap();
+        assert_eq!(options.read_only_force_recursive, Some(true));
+        assert_eq!(options.read_only_non_recursive, None);
+        // On API 1.44+ a plain readonly mount says it is not recursive.
+        let MountSpec::Mount(plain) =
+            mount(&m(true, PropagationHostToContainer, false), true).unwrap()
+        else {
+            panic!("readonly on API 1.44 is a Mounts entry");
+        };
+        assert_eq!(plain.read_only, Some(true));
+        let options = plain.bind_options.unwrap();
+        assert_eq!(options.read_only_non_recursive, Some(true));
+        assert_eq!(options.create_mountpoint, Some(true));
+        assert_eq!(
+            options.propagation,
+            Some(MountBindOptionsPropagationEnum::RSLAVE)
+        );
+        // Writable mounts and relabelled ones stay bind strings.
+        assert_eq!(
+            mount(&m(false, PropagationPrivate, false), true).unwrap(),
+            MountSpec::Bind("/h:/c".into())
+        );
+        assert_eq!(
+            mount(&m(true, PropagationPrivate, true), true).unwrap(),
+            MountSpec::Bind("/h:/c:ro,Z".into())
+        );
         rro.readonly = false;
         assert!(mount(&rro, true).is_err(), "rro needs readonly");
         let relative = Mount {

@@ -390,24 +390,24 @@ pub async fn update_resources(
     let current = c.inspect.host_config.clone().unwrap_or_default();
     let mut host = bollard::models::HostConfig::default();
     let files = container_body::resources(&wanted, ctx.oom, &mut host)?;
-    if let Some((key, _)) = files.first() {
-        let pid = match (unified::host_is_v2(), c.pid()) {
-            (false, _) => {
-                return Err(Error::invalid(
-                    "linux.unified",
-                    format!("{key:?} is a cgroup v2 file; this node runs cgroup v1"),
-                ));
-            }
-            (true, None) => {
-                return Err(Error::FailedPrecondition {
-                    what: format!("container {id:?}"),
-                    why: "is not running: its cgroup files cannot be written".into(),
-                });
-            }
-            (true, Some(pid)) => pid,
-        };
-        unified::write(pid, files).await?;
-    }
+    // Checked now, written after Docker's update: Docker (runc) rewrites
+    // the cgroup's memory files on an update, and would undo ours.
+    let unified_pid = match (files.first(), unified::host_is_v2(), c.pid()) {
+        (None, ..) => None,
+        (Some((key, _)), false, _) => {
+            return Err(Error::invalid(
+                "linux.unified",
+                format!("{key:?} is a cgroup v2 file; this node runs cgroup v1"),
+            ));
+        }
+        (Some(_), true, None) => {
+            return Err(Error::FailedPrecondition {
+                what: format!("container {id:?}"),
+                why: "is not running: its cgroup files cannot be written".into(),
+            });
+        }
+        (Some(_), true, Some(pid)) => Some(pid),
+    };
     if host.oom_score_adj.is_some() && host.oom_score_adj != current.oom_score_adj {
         return Err(Error::invalid(
             "linux.oom_score_adj",
@@ -440,6 +440,9 @@ pub async fn update_resources(
         ),
         other => other,
     })?;
+    if let Some(pid) = unified_pid {
+        unified::write(pid, files).await?;
+    }
     debug!(container = %full_id, "container resources updated");
     Ok(())
 }
