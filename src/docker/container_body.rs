@@ -441,12 +441,16 @@ pub fn create_body(
         _ => None,
     };
     #[allow(deprecated)] // older kubelets still send the path fields
-    let mut security_opt = seccomp_opts(
+    let seccomp = seccomp_opts(
         sc.seccomp.as_ref(),
         &sc.seccomp_profile_path,
         inputs.seccomp_localhost,
         "config.linux.security_context.seccomp",
     )?;
+    // A privileged container runs without seccomp, whatever profile it
+    // names (as with containerd and CRI-O): Docker leaves seccomp off for
+    // privileged containers unless a profile is named explicitly.
+    let mut security_opt = if sc.privileged { vec![] } else { seccomp };
     #[allow(deprecated)]
     let apparmor = match (&sc.apparmor, sc.apparmor_profile.as_str()) {
         (Some(p), _) => apparmor_opts(Some(p), "config.linux.security_context.apparmor")?,
@@ -644,6 +648,41 @@ mod tests {
         assert_eq!(h.pid_mode.as_deref(), Some("container:sb1"));
         assert_eq!(h.cgroup_parent.as_deref(), Some("/kubepods/pod1"));
         assert_eq!(h.security_opt.as_deref().unwrap(), ["seccomp=unconfined"]);
+    }
+
+    #[test]
+    fn a_privileged_container_runs_without_seccomp_whatever_it_names() {
+        let s = sandbox();
+        let blocks_sethostname = r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["sethostname"], "action": "SCMP_ACT_ERRNO"}]}"#;
+        let body_with = |privileged: bool| {
+            let mut c = config();
+            c.linux = Some(crate::proto::LinuxContainerConfig {
+                security_context: Some(crate::proto::LinuxContainerSecurityContext {
+                    privileged,
+                    seccomp: Some(crate::proto::SecurityProfile {
+                        profile_type: crate::proto::security_profile::ProfileType::Localhost as i32,
+                        localhost_ref: "/profiles/no-hostname.json".into(),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            let inputs = ContainerInputs {
+                sandbox_id: "sb1",
+                sandbox: &s,
+                seccomp_localhost: Some(blocks_sethostname),
+                oom: OomPolicy { floor: Some(0) },
+                recursive_read_only: false,
+                cgroup_v2: false,
+                cgroup_driver: CgroupDriver::Cgroupfs,
+            };
+            create_body(&c, &inputs).unwrap().host_config.unwrap()
+        };
+        let privileged = body_with(true);
+        assert_eq!(privileged.privileged, Some(true));
+        assert_eq!(privileged.security_opt, None, "Docker's privileged default");
+        let opts = body_with(false).security_opt.unwrap();
+        assert!(opts[0].starts_with("seccomp={"), "{opts:?}");
     }
 
     #[test]

@@ -316,12 +316,14 @@ pub fn create_body(
 
     // The deprecated path field still comes from older kubelets.
     #[allow(deprecated)]
-    let mut security_opt = seccomp_opts(
+    let seccomp = seccomp_opts(
         sc.seccomp.as_ref(),
         &sc.seccomp_profile_path,
         inputs.seccomp_localhost,
         "config.linux.security_context.seccomp",
     )?;
+    // Privileged: no seccomp, whatever profile is named (as containerd).
+    let mut security_opt = if sc.privileged { vec![] } else { seccomp };
     security_opt.extend(apparmor_opts(
         sc.apparmor.as_ref(),
         "config.linux.security_context.apparmor",

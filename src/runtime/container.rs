@@ -18,7 +18,7 @@ use crate::proto::{
     Container, ContainerConfig, ContainerFilter, ContainerState, ContainerStatusResponse,
     ContainerUser, LinuxContainerResources, LinuxContainerUser, PodSandboxConfig,
 };
-use crate::runtime::{checkpoint, sandbox, unified};
+use crate::runtime::{apparmor, checkpoint, sandbox, unified};
 
 /// API version from which Docker can make bind mounts recursively read-only.
 const RRO_API: (usize, usize) = (1, 44);
@@ -72,6 +72,12 @@ pub async fn create(
             cgroup_v2: unified::host_is_v2(),
             cgroup_driver,
         },
+    )?;
+    apparmor::check_loaded(
+        body.host_config
+            .as_ref()
+            .and_then(|h| h.security_opt.as_deref()),
+        "config.linux.security_context.apparmor",
     )?;
     let meta = config.metadata.clone().unwrap_or_default();
     let name = naming::container_name(&meta, &pod_meta);

@@ -1,6 +1,7 @@
 //! `RuntimeService`: thin handlers that name the RPC's span and call the
 //! domain function of their area.
 
+pub mod apparmor;
 pub mod checkpoint;
 pub mod container;
 pub mod events;
