@@ -569,7 +569,7 @@ async fn websocket_exec_ends_with_close_code_1000() {
 #[tokio::test(flavor = "multi_thread")]
 async fn websocket_exec_non_zero_exit_reports_the_status_then_closes_with_1000() {
     let h = Harness::start().await;
-    let (_pod, id) = running(&h, "ws-exit").await;
+    let (pod, id) = running(&h, "ws-exit").await;
     let c = Client::default();
     let cmd = ["sh", "-c", "echo before; exit 7"];
     let out = c
@@ -578,15 +578,19 @@ async fn websocket_exec_non_zero_exit_reports_the_status_then_closes_with_1000()
     assert_eq!(out.stdout(), "before\n");
     assert_eq!(out.exit_code(), 7, "status on channel 3: {out:?}");
     assert_eq!(out.close_code, Some(NORMAL_CLOSURE), "{out:?}");
-    // A failure (the command does not exist) is a status too, then 1000.
-    let missing = ["/no/such/command"];
-    let out = c
-        .ws_command(
-            &exec_url(&h, &id, &missing, &out_err()).await,
-            WS_V5,
-            out_err(),
-        )
+    // A failure (the container is gone when the client comes) is a
+    // status too, then 1000.
+    let gone = h
+        .start_container(&pod, container_config(&h, "gone", "sleep 3600"))
         .await;
+    let url = exec_url(&h, &gone, &["true"], &out_err()).await;
+    h.rt()
+        .remove_container(RemoveContainerRequest {
+            container_id: gone.clone(),
+        })
+        .await
+        .unwrap();
+    let out = c.ws_command(&url, WS_V5, out_err()).await;
     assert_eq!(out.status()["status"], "Failure", "{out:?}");
     assert_eq!(out.close_code, Some(NORMAL_CLOSURE), "{out:?}");
 }
@@ -599,8 +603,11 @@ async fn websocket_attach_ends_with_close_code_1000() {
     config.stdin = true;
     let id = h.start_container(&pod, config).await;
     let c = Client::default();
+    // Stdin stays open: Docker ends an attach whose stdin closes (without
+    // StdinOnce) at once, output or not; the session ends with the container.
     let input = Input {
         stdin: Some(b"x\n".to_vec()),
+        keep_stdin_open: true,
         stdout: true,
         stderr: true,
         ..Default::default()
