@@ -1,6 +1,8 @@
 //! Port forwarding into a pod's network namespace, over SPDY
 //! (`portforward.k8s.io`: a data and an error stream per request id and
-//! port) or WebSocket (channels `2i` data and `2i+1` error for the i-th
+//! port), the same SPDY session tunnelled in WebSocket binary messages
+//! (client-go's `SPDY/3.1+portforward.k8s.io`, kubectl's default since
+//! 1.31), or WebSocket channels (`2i` data and `2i+1` error for the i-th
 //! port, each opened with the port as two little-endian bytes).
 //!
 //! Connections are made from Rust: a dedicated thread enters the sandbox's
