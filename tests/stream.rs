@@ -546,3 +546,121 @@ async fn the_streaming_server_serves_tls() {
     let spdy = c.spdy_command(&url, SPDY_V4, out_err()).await;
     assert_eq!(spdy.stdout(), "secure\n");
 }
+
+/// client-go (`remotecommand/websocket.go`) reads only close code 1000 as
+/// a normal end; any other code fails the streams after the status.
+const NORMAL_CLOSURE: u16 = 1000;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_exec_ends_with_close_code_1000() {
+    let h = Harness::start().await;
+    let (_pod, id) = running(&h, "ws-close").await;
+    let c = Client::default();
+    for proto in [WS_V5, WS_V4] {
+        let url = exec_url(&h, &id, &["echo", "hi"], &out_err()).await;
+        let out = c.ws_command(&url, proto, out_err()).await;
+        assert_eq!(out.stdout(), "hi\n", "{proto}");
+        assert_eq!(out.exit_code(), 0, "{proto}");
+        assert_eq!(out.close_code, Some(NORMAL_CLOSURE), "{proto}: {out:?}");
+        assert!(!out.data_after_close, "{proto}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_exec_non_zero_exit_reports_the_status_then_closes_with_1000() {
+    let h = Harness::start().await;
+    let (pod, id) = running(&h, "ws-exit").await;
+    let c = Client::default();
+    let cmd = ["sh", "-c", "echo before; exit 7"];
+    let out = c
+        .ws_command(&exec_url(&h, &id, &cmd, &out_err()).await, WS_V5, out_err())
+        .await;
+    assert_eq!(out.stdout(), "before\n");
+    assert_eq!(out.exit_code(), 7, "status on channel 3: {out:?}");
+    assert_eq!(out.close_code, Some(NORMAL_CLOSURE), "{out:?}");
+    // A failure (the container is gone when the client comes) is a
+    // status too, then 1000.
+    let gone = h
+        .start_container(&pod, container_config(&h, "gone", "sleep 3600"))
+        .await;
+    let url = exec_url(&h, &gone, &["true"], &out_err()).await;
+    h.rt()
+        .remove_container(RemoveContainerRequest {
+            container_id: gone.clone(),
+        })
+        .await
+        .unwrap();
+    let out = c.ws_command(&url, WS_V5, out_err()).await;
+    assert_eq!(out.status()["status"], "Failure", "{out:?}");
+    assert_eq!(out.close_code, Some(NORMAL_CLOSURE), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_attach_ends_with_close_code_1000() {
+    let h = Harness::start().await;
+    let pod = h.pod("ws-attach").await;
+    let mut config = container_config(&h, "once", "read l; echo got:$l");
+    config.stdin = true;
+    let id = h.start_container(&pod, config).await;
+    let c = Client::default();
+    // Stdin stays open: Docker ends an attach whose stdin closes (without
+    // StdinOnce) at once, output or not; the session ends with the container.
+    let input = Input {
+        stdin: Some(b"x\n".to_vec()),
+        keep_stdin_open: true,
+        stdout: true,
+        stderr: true,
+        ..Default::default()
+    };
+    let out = c
+        .ws_command(&attach_url(&h, &id, &input).await, WS_V5, input)
+        .await;
+    assert_eq!(out.stdout(), "got:x\n", "{out:?}");
+    assert_eq!(out.exit_code(), 0);
+    assert_eq!(out.close_code, Some(NORMAL_CLOSURE), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_tunnelled_spdy_port_forward_moves_bytes_both_ways() {
+    let h = Harness::start().await;
+    let pod = httpd_pod(&h, "ws-tunnel").await;
+    let c = Client::default();
+    let session = c
+        .spdy_over_websocket(&forward_url(&h, &pod, &[8080]).await)
+        .await;
+    let get = b"GET /index.html HTTP/1.0\r\n\r\n";
+    let (a, b, closed) = tokio::join!(
+        spdy_forward(&session, 0, 8080, get),
+        spdy_forward(&session, 1, 8080, get),
+        spdy_forward(&session, 2, 8081, get),
+    );
+    for (i, (data, err)) in [a, b].into_iter().enumerate() {
+        let page = String::from_utf8_lossy(&data);
+        assert!(
+            page.contains("hello-from-pod"),
+            "request {i}: {page:?} / {err}"
+        );
+        assert!(err.is_empty(), "request {i}: {err}");
+    }
+    assert!(closed.1.contains("8081"), "closed port: {:?}", closed.1);
+    session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_port_forward_refuses_more_ports_than_channels_with_400() {
+    let h = Harness::start().await;
+    let pod = h.pod("ws-ports").await;
+    let c = Client::default();
+    let query: Vec<String> = (1..=200).map(|p| format!("port={p}")).collect();
+    let url = format!("{}?{}", forward_url(&h, &pod, &[]).await, query.join("&"));
+    let (code, body) = c.websocket_refusal(&url, WS_V4).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("200") && body.contains("at most 127"),
+        "names the limit: {body}"
+    );
+    // Not a port at all: refused the same way, before the upgrade.
+    let url = format!("{}?port=http", forward_url(&h, &pod, &[]).await);
+    let (code, body) = c.websocket_refusal(&url, WS_V4).await;
+    assert_eq!(code, 400, "{body}");
+}

@@ -12,6 +12,7 @@ pub mod server;
 pub mod spdy;
 pub mod tokens;
 pub mod websocket;
+pub mod ws_bytes;
 
 use std::sync::OnceLock;
 

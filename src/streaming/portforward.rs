@@ -1,6 +1,8 @@
 //! Port forwarding into a pod's network namespace, over SPDY
 //! (`portforward.k8s.io`: a data and an error stream per request id and
-//! port) or WebSocket (channels `2i` data and `2i+1` error for the i-th
+//! port), the same SPDY session tunnelled in WebSocket binary messages
+//! (client-go's `SPDY/3.1+portforward.k8s.io`, kubectl's default since
+//! 1.31), or WebSocket channels (`2i` data and `2i+1` error for the i-th
 //! port, each opened with the port as two little-endian bytes).
 //!
 //! Connections are made from Rust: a dedicated thread enters the sandbox's
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
@@ -23,12 +25,25 @@ use tracing::debug;
 use super::remotecommand as rc;
 use super::spdy::{self, Session, SpdyStream};
 use super::websocket::{self, Ws};
+use super::ws_bytes::WsBytes;
 use crate::context::Context;
 
 /// The SPDY sub-protocol (kubelet `portforward/httpstream.go`).
 pub const PROTOCOL: &str = "portforward.k8s.io";
-/// WebSocket sub-protocols (kubelet `portforward/websocket.go`), binary first.
-pub const WS_PROTOCOLS: [&str; 5] = [rc::V4, PROTOCOL, rc::V1, rc::V4_BASE64, rc::BASE64];
+/// client-go's SPDY-over-WebSocket tunnel (apimachinery
+/// `util/portforward/constants.go` `WebsocketsSPDYTunnelingPortForwardV1`):
+/// the binary messages carry a whole SPDY/3.1 port-forward session.
+pub const TUNNEL_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
+/// WebSocket sub-protocols: the tunnel, then kubelet's channel protocols
+/// (`portforward/websocket.go`), binary first.
+pub const WS_PROTOCOLS: [&str; 6] = [
+    TUNNEL_PROTOCOL,
+    rc::V4,
+    PROTOCOL,
+    rc::V1,
+    rc::V4_BASE64,
+    rc::BASE64,
+];
 // SPDY stream headers (k8s.io/api/core/v1 `PortHeader`, `PortForwardRequestIDHeader`,
 // `StreamType`).
 pub const PORT_HEADER: &str = "port";
@@ -80,16 +95,88 @@ async fn sandbox_pid(ctx: &Context, sandbox_id: &str) -> Result<i32, String> {
         .ok_or_else(|| format!("pod sandbox {sandbox_id} is not running"))
 }
 
-/// Ports named in the URL query (`port=80&port=81` or `ports=80,81`).
-pub fn query_ports(query: &str) -> Option<Vec<i32>> {
-    let ports: Vec<i32> = query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .filter(|(k, _)| *k == "port" || *k == "ports")
-        .flat_map(|(_, v)| v.split(','))
-        .filter_map(|p| p.trim().parse().ok())
-        .collect();
-    (!ports.is_empty()).then_some(ports)
+/// Ports named in the URL query (`port=80&port=81` or `ports=80,81`), as
+/// kubelet's `portforward.NewV4Options`: `None` when the query names none;
+/// an empty, non-numeric, zero or out-of-range port refuses the request.
+pub fn query_ports(query: &str) -> Result<Option<Vec<u16>>, String> {
+    let mut ports = Vec::new();
+    for kv in query.split('&') {
+        let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+        if key != "port" && key != "ports" {
+            continue;
+        }
+        let value = value.replace("%2C", ",").replace("%2c", ",");
+        for p in value.split(',') {
+            ports.push(parse_port(p)?);
+        }
+    }
+    Ok((!ports.is_empty()).then_some(ports))
+}
+
+/// One port: 1 to 65535, digits only (no sign, no spaces).
+fn parse_port(p: &str) -> Result<u16, String> {
+    if p.is_empty() {
+        return Err("query parameter \"port\" cannot be empty".into());
+    }
+    match p.parse::<u16>() {
+        Ok(port) if port > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Ok(port),
+        _ => Err(format!("unable to parse {p:?} as a port (1-65535)")),
+    }
+}
+
+/// Most ports one WebSocket port-forward session can number: each takes
+/// two channels (data `2i`, error `2i+1`) and the framing numbers channels
+/// up to [`websocket::max_channel`]: 127 in binary, 40 in base64.
+pub fn max_ports(base64: bool) -> usize {
+    let channels = usize::from(websocket::max_channel(base64)) + 1;
+    channels / 2
+}
+
+/// The data and error channels of the `index`-th port; `None` past what
+/// the framing can number (never wrapped).
+pub fn channels(index: usize, base64: bool) -> Option<(u8, u8)> {
+    let data = index.checked_mul(2)?;
+    let error = data.checked_add(1)?;
+    if error > usize::from(websocket::max_channel(base64)) {
+        return None;
+    }
+    Some((u8::try_from(data).ok()?, u8::try_from(error).ok()?))
+}
+
+/// The ports of a WebSocket (channel protocol) port-forward session: from
+/// the query, else from the CRI request; refused (HTTP 400, before the
+/// upgrade) when none is named, one is invalid, or there are more than
+/// `protocol` can number.
+pub fn websocket_ports(query: &str, requested: &[i32], protocol: &str) -> Result<Vec<u16>, String> {
+    let ports = match query_ports(query)? {
+        Some(ports) => ports,
+        None => requested
+            .iter()
+            .map(|p| {
+                u16::try_from(*p)
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| format!("port {p} is out of range (1-65535)"))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    if ports.is_empty() {
+        return Err("query parameter \"port\" is required".into());
+    }
+    let max = max_ports(websocket::is_base64(protocol));
+    if ports.len() > max {
+        return Err(format!(
+            "too many ports: {} requested, port-forward over WebSocket ({}) \
+             carries at most {max} (two channels per port)",
+            ports.len(),
+            if protocol.is_empty() {
+                "binary"
+            } else {
+                protocol
+            },
+        ));
+    }
+    Ok(ports)
 }
 
 /// Copies between a client stream pair and a TCP connection until the pod
@@ -140,7 +227,21 @@ impl AsyncSend for spdy::StreamTx {
 
 /// Serves a SPDY port-forward session until the client leaves.
 pub async fn serve_spdy(ctx: Arc<Context>, upgraded: hyper::upgrade::Upgraded, sandbox_id: &str) {
-    let (session, mut incoming) = Session::start(hyper_util::rt::TokioIo::new(upgraded), true);
+    serve_spdy_on(ctx, hyper_util::rt::TokioIo::new(upgraded), sandbox_id).await
+}
+
+/// Serves client-go's SPDY-over-WebSocket tunnel ([`TUNNEL_PROTOCOL`]): the
+/// same SPDY session as [`serve_spdy`], carried in binary messages.
+pub async fn serve_tunnel(ctx: Arc<Context>, ws: Ws, sandbox_id: &str) {
+    serve_spdy_on(ctx, WsBytes::new(ws), sandbox_id).await
+}
+
+/// The SPDY port-forward session on any byte stream.
+async fn serve_spdy_on<IO>(ctx: Arc<Context>, io: IO, sandbox_id: &str)
+where
+    IO: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (session, mut incoming) = Session::start(io, true);
     let pid = sandbox_pid(&ctx, sandbox_id).await;
     let mut pairs: HashMap<String, (Option<SpdyStream>, Option<SpdyStream>)> = HashMap::new();
     while let Some(stream) = incoming.recv().await {
@@ -184,7 +285,7 @@ async fn forward_pair(
     data: SpdyStream,
     error: SpdyStream,
 ) {
-    let port: Option<u16> = spdy::header(&data.headers, PORT_HEADER).and_then(|p| p.parse().ok());
+    let port = spdy::header(&data.headers, PORT_HEADER).and_then(|p| parse_port(p).ok());
     let conn = match (pid, port) {
         (Err(why), _) => Err(why),
         (_, None) => Err("invalid or missing port header".to_string()),
@@ -227,7 +328,7 @@ pub async fn serve_websocket(
     ws: Ws,
     protocol: &str,
     sandbox_id: &str,
-    ports: Vec<i32>,
+    ports: Vec<u16>,
 ) {
     let base64 = websocket::is_base64(protocol);
     let (sink, mut stream) = ws.split();
@@ -235,10 +336,10 @@ pub async fn serve_websocket(
     let pid = sandbox_pid(&ctx, sandbox_id).await;
     let mut inputs = HashMap::new();
     let mut tasks = Vec::new();
-    for (i, port) in ports.iter().enumerate() {
-        let (data_ch, error_ch) = ((2 * i) as u8, (2 * i + 1) as u8);
-        let Ok(port) = u16::try_from(*port) else {
-            continue;
+    for (i, port) in ports.into_iter().enumerate() {
+        // `websocket_ports` refused more ports than there are channels.
+        let Some((data_ch, error_ch)) = channels(i, base64) else {
+            break;
         };
         for ch in [data_ch, error_ch] {
             let _ = writer
@@ -301,11 +402,57 @@ mod tests {
             ("port=80", Some(vec![80])),
             ("port=80&port=8080", Some(vec![80, 8080])),
             ("ports=1,2", Some(vec![1, 2])),
+            ("port=1%2C2", Some(vec![1, 2])),
             ("other=1", None),
             ("", None),
         ];
         for (q, want) in cases {
-            assert_eq!(query_ports(q), want, "{q}");
+            assert_eq!(query_ports(q), Ok(want), "{q}");
         }
+        for bad in [
+            "port=",
+            "port",
+            "port=0",
+            "port=65536",
+            "port=+80",
+            "port=8%200",
+            "port=a",
+        ] {
+            assert!(query_ports(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn channels_are_numbered_to_the_framings_limit() {
+        assert_eq!(channels(0, false), Some((0, 1)));
+        assert_eq!(channels(126, false), Some((252, 253)));
+        assert_eq!(channels(127, false), None);
+        assert_eq!(channels(39, true), Some((78, 79)));
+        assert_eq!(channels(40, true), None);
+        assert_eq!(channels(usize::MAX, false), None);
+        assert_eq!((max_ports(false), max_ports(true)), (127, 40));
+    }
+
+    #[test]
+    fn websocket_sessions_refuse_more_ports_than_channels() {
+        let q = |n: usize| {
+            (1..=n)
+                .map(|p| format!("port={p}"))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        assert_eq!(
+            websocket_ports(&q(127), &[], rc::V4).map(|p| p.len()),
+            Ok(127)
+        );
+        let err = websocket_ports(&q(128), &[], rc::V4).unwrap_err();
+        assert!(err.contains("128") && err.contains("at most 127"), "{err}");
+        let err = websocket_ports(&q(41), &[], rc::BASE64).unwrap_err();
+        assert!(err.contains("40"), "{err}");
+        assert_eq!(websocket_ports("", &[80, 81], rc::V4), Ok(vec![80, 81]));
+        assert!(websocket_ports("", &[70000], rc::V4).is_err());
+        assert!(websocket_ports("", &[], rc::V4).is_err());
+        let many: Vec<i32> = (1..=128).collect();
+        assert!(websocket_ports("", &many, rc::V4).is_err());
     }
 }

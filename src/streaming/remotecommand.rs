@@ -75,7 +75,12 @@ pub struct TermSize {
     pub height: u16,
 }
 
-/// Splits complete JSON size messages off `buf`, keeping a partial tail.
+/// Longest partial size message kept between chunks; a client that sends
+/// more without completing one loses it (a real one is ~30 bytes).
+pub const MAX_PARTIAL_SIZE: usize = 4096;
+
+/// Splits complete JSON size messages off `buf`, keeping a partial tail
+/// (at most [`MAX_PARTIAL_SIZE`] bytes of it).
 pub fn parse_sizes(buf: &mut Vec<u8>) -> Vec<TermSize> {
     let mut sizes = Vec::new();
     let mut it = serde_json::Deserializer::from_slice(buf).into_iter::<TermSize>();
@@ -98,6 +103,9 @@ pub fn parse_sizes(buf: &mut Vec<u8>) -> Vec<TermSize> {
         }
     }
     buf.drain(..used);
+    if buf.len() > MAX_PARTIAL_SIZE {
+        buf.clear();
+    }
     sizes
 }
 

@@ -240,6 +240,18 @@ async fn route(
             return Ok(r);
         }
     };
+    // The channel protocols number two channels per port: refuse what they
+    // cannot number before upgrading, as kubelet refuses a bad port query.
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let ports = match &pending {
+        Pending::PortForward(pf) if websocket && chosen != portforward::TUNNEL_PROTOCOL => {
+            match portforward::websocket_ports(&query, &pf.port, chosen) {
+                Ok(ports) => ports,
+                Err(why) => return Ok(plain(StatusCode::BAD_REQUEST, &why)),
+            }
+        }
+        _ => Vec::new(),
+    };
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
@@ -264,7 +276,6 @@ async fn route(
         h.insert(header::UPGRADE, HeaderValue::from_static(SPDY_UPGRADE));
         h.insert(PROTOCOL_HEADER, HeaderValue::from_static(chosen));
     }
-    let query = req.uri().query().unwrap_or_default().to_string();
     let on_upgrade = hyper::upgrade::on(&mut req);
     let span = debug_span!("stream", kind = %kind, protocol = chosen, websocket);
     tokio::spawn(
@@ -277,7 +288,7 @@ async fn route(
                 }
             };
             debug!("session open");
-            session(ctx, pending, upgraded, chosen, websocket, &query).await;
+            session(ctx, pending, upgraded, chosen, websocket, ports).await;
             debug!("session closed");
         }
         .instrument(span),
@@ -291,7 +302,7 @@ async fn session(
     upgraded: hyper::upgrade::Upgraded,
     protocol: &'static str,
     websocket: bool,
-    query: &str,
+    ports: Vec<u16>,
 ) {
     match (pending, websocket) {
         (Pending::Exec(req), true) => {
@@ -328,8 +339,11 @@ async fn session(
             })
             .await
         }
+        (Pending::PortForward(req), true) if protocol == portforward::TUNNEL_PROTOCOL => {
+            let ws = websocket::accept(upgraded).await;
+            portforward::serve_tunnel(ctx, ws, &req.pod_sandbox_id).await
+        }
         (Pending::PortForward(req), true) => {
-            let ports = portforward::query_ports(query).unwrap_or(req.port.clone());
             let ws = websocket::accept(upgraded).await;
             portforward::serve_websocket(ctx, ws, protocol, &req.pod_sandbox_id, ports).await
         }

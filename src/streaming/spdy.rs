@@ -216,11 +216,13 @@ pub fn decode_header_block(mut block: &[u8]) -> io::Result<Headers> {
         if b.len() < 4 {
             return Err(bad("short header block"));
         }
-        let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
-        if b.len() < 4 + n {
+        let (len, rest) = b.split_at(4);
+        let n = usize::try_from(u32::from_be_bytes([len[0], len[1], len[2], len[3]]))
+            .map_err(|_| bad("header block too large"))?;
+        if rest.len() < n {
             return Err(bad("short header block"));
         }
-        let (item, rest) = b[4..].split_at(n);
+        let (item, rest) = rest.split_at(n);
         *b = rest;
         Ok(item)
     }
@@ -237,6 +239,14 @@ pub fn decode_header_block(mut block: &[u8]) -> io::Result<Headers> {
         }
     }
     Ok(headers)
+}
+
+/// A frame body's length as the 24-bit length field.
+fn frame_len(len: usize) -> io::Result<u32> {
+    u32::try_from(len)
+        .ok()
+        .filter(|n| *n <= 0xff_ffff)
+        .ok_or_else(|| bad("frame too large"))
 }
 
 fn bad(why: &str) -> io::Error {
@@ -278,13 +288,16 @@ impl Encoder {
         }
     }
 
-    /// Appends `frame` to `dst`.
+    /// Appends `frame` to `dst`; a frame longer than the 24-bit length
+    /// field can say is refused (never truncated into another frame).
     pub fn encode(&mut self, frame: &Frame, dst: &mut BytesMut) -> io::Result<()> {
-        let mut control = |kind: u16, flags: u8, body: &[u8]| {
+        let mut control = |kind: u16, flags: u8, body: &[u8]| -> io::Result<()> {
+            let len = frame_len(body.len())?;
             dst.put_u16(0x8000 | VERSION);
             dst.put_u16(kind);
-            dst.put_u32((u32::from(flags) << 24) | body.len() as u32);
+            dst.put_u32((u32::from(flags) << 24) | len);
             dst.put_slice(body);
+            Ok(())
         };
         match frame {
             Frame::SynStream {
@@ -300,7 +313,7 @@ impl Encoder {
                 body.push((priority & 0x7) << 5);
                 body.push(0);
                 body.extend(self.deflate(&encode_header_block(headers))?);
-                control(SYN_STREAM, *flags, &body);
+                control(SYN_STREAM, *flags, &body)?;
             }
             Frame::SynReply { id, flags, headers } | Frame::Headers { id, flags, headers } => {
                 let kind = if matches!(frame, Frame::SynReply { .. }) {
@@ -310,43 +323,42 @@ impl Encoder {
                 };
                 let mut body = (id & 0x7fff_ffff).to_be_bytes().to_vec();
                 body.extend(self.deflate(&encode_header_block(headers))?);
-                control(kind, *flags, &body);
+                control(kind, *flags, &body)?;
             }
             Frame::RstStream { id, status } => {
                 let mut body = id.to_be_bytes().to_vec();
                 body.extend_from_slice(&status.to_be_bytes());
-                control(RST_STREAM, 0, &body);
+                control(RST_STREAM, 0, &body)?;
             }
             Frame::Settings { flags, entries } => {
-                let mut body = (entries.len() as u32).to_be_bytes().to_vec();
+                let count = u32::try_from(entries.len()).map_err(|_| bad("too many settings"))?;
+                let mut body = count.to_be_bytes().to_vec();
                 for (f, id, value) in entries {
                     body.extend_from_slice(
                         &((u32::from(*f) << 24) | (id & 0xff_ffff)).to_be_bytes(),
                     );
                     body.extend_from_slice(&value.to_be_bytes());
                 }
-                control(SETTINGS, *flags, &body);
+                control(SETTINGS, *flags, &body)?;
             }
-            Frame::Ping { id } => control(PING, 0, &id.to_be_bytes()),
+            Frame::Ping { id } => control(PING, 0, &id.to_be_bytes())?,
             Frame::GoAway { last_good, status } => {
                 let mut body = last_good.to_be_bytes().to_vec();
                 body.extend_from_slice(&status.to_be_bytes());
-                control(GOAWAY, 0, &body);
+                control(GOAWAY, 0, &body)?;
             }
             Frame::WindowUpdate { id, delta } => {
                 let mut body = id.to_be_bytes().to_vec();
                 body.extend_from_slice(&delta.to_be_bytes());
-                control(WINDOW_UPDATE, 0, &body);
+                control(WINDOW_UPDATE, 0, &body)?;
             }
             Frame::Data { id, flags, data } => {
-                if data.len() > 0xff_ffff {
-                    return Err(bad("data frame too large"));
-                }
+                let len = frame_len(data.len())?;
                 dst.put_u32(id & 0x7fff_ffff);
-                dst.put_u32((u32::from(*flags) << 24) | data.len() as u32);
+                dst.put_u32((u32::from(*flags) << 24) | len);
                 dst.put_slice(data);
             }
-            Frame::Unknown { kind } => control(*kind, 0, &[]),
+            Frame::Unknown { kind } => control(*kind, 0, &[])?,
         }
         Ok(())
     }
@@ -371,7 +383,7 @@ impl Decoder {
     }
 
     fn inflate(&mut self, input: &[u8]) -> io::Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(input.len() * 4 + 64);
+        let mut out = Vec::with_capacity(input.len().saturating_mul(4).min(MAX_HEADER_BLOCK) + 64);
         let mut pos = 0;
         for _ in 0..10_000 {
             let before = self.z.total_in();
@@ -744,7 +756,8 @@ async fn read_loop<R: AsyncRead>(
                     let _ = streams.send(stream).await;
                 }
                 Frame::Data { id, flags, data } => {
-                    let n = data.len() as u32;
+                    // At most 2^24 - 1: the frame's length field.
+                    let n = u32::try_from(data.len()).unwrap_or(u32::MAX);
                     if !data.is_empty()
                         && let Some(tx) = route(id)
                     {
@@ -755,8 +768,8 @@ async fn read_loop<R: AsyncRead>(
                     }
                     // Grant the window back as we consume.
                     let c = consumed.entry(id).or_default();
-                    *c += n;
-                    session_consumed += n;
+                    *c = c.saturating_add(n);
+                    session_consumed = session_consumed.saturating_add(n);
                     let mut grants = Vec::new();
                     if *c >= WINDOW_STEP && flags & FLAG_FIN == 0 {
                         grants.push(Frame::WindowUpdate { id, delta: *c });

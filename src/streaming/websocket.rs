@@ -2,6 +2,8 @@
 //! per write, prefixed with its channel number (or, for the base64
 //! protocols, a text frame with `'0' + channel` and base64 data).
 
+use std::time::Duration;
+
 use base64::Engine;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -11,10 +13,43 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_util::sync::CancellationToken;
 
 use super::remotecommand::{self as rc, Io, TermSize};
+
+/// Highest channel of the binary framing: the channel is the first byte,
+/// and wsstream reserves 255 (v5 uses it as [`rc::CLOSE_CHANNEL`]).
+pub const MAX_BINARY_CHANNEL: u8 = u8::MAX - 1;
+/// Highest channel of the base64 framing: `'0' + channel` must stay one
+/// ASCII character of the text frame (`'0' + 79` is DEL, 0x7f).
+pub const MAX_BASE64_CHANNEL: u8 = 0x7f - b'0';
+/// How long a client may take to answer our close frame before the
+/// connection is dropped anyway.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// The highest channel number the framing can carry.
+pub fn max_channel(base64: bool) -> u8 {
+    if base64 {
+        MAX_BASE64_CHANNEL
+    } else {
+        MAX_BINARY_CHANNEL
+    }
+}
+
+/// The close frame every session ends with: code 1000, the only code
+/// client-go reads as a normal end (`remotecommand/websocket.go`
+/// `readDemuxLoop`, `portforward/tunneling_connection.go`); anything else
+/// (1005 for a close frame without a code) fails the client's streams even
+/// after a Success status. kubelet's `wsstream` (x/net/websocket) sends
+/// 1000 whatever the outcome: errors travel in the status message.
+pub fn normal_close() -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }))
+}
 
 /// The server end of an upgraded WebSocket connection.
 pub type Ws = WebSocketStream<TokioIo<Upgraded>>;
@@ -45,11 +80,14 @@ pub fn is_base64(protocol: &str) -> bool {
     protocol.contains("base64.")
 }
 
-/// One outgoing channel message in the negotiated framing.
+/// One outgoing channel message in the negotiated framing. Callers keep
+/// base64 channels within [`MAX_BASE64_CHANNEL`]; one beyond it is not
+/// wrapped but written as a non-ASCII character, which no client decodes.
 pub fn encode(base64: bool, channel: u8, data: &[u8]) -> Message {
     if base64 {
         let mut text = String::with_capacity(1 + data.len() * 4 / 3 + 4);
-        text.push(char::from(b'0' + channel));
+        let digit = char::from_u32(u32::from(b'0') + u32::from(channel));
+        text.push(digit.unwrap_or(char::REPLACEMENT_CHARACTER));
         text.push_str(&base64::engine::general_purpose::STANDARD.encode(data));
         Message::text(text)
     } else {
@@ -74,7 +112,7 @@ pub fn decode(base64: bool, msg: &Message) -> Option<(u8, Vec<u8>)> {
         let data = base64::engine::general_purpose::STANDARD
             .decode(rest)
             .ok()?;
-        Some((first.wrapping_sub(b'0'), data))
+        Some((first.checked_sub(b'0')?, data))
     } else {
         Some((first, rest.to_vec()))
     }
@@ -95,15 +133,25 @@ impl Writer {
                     return;
                 }
             }
+            let _ = sink.send(normal_close()).await;
             let _ = sink.close().await;
         });
         Writer { tx, task }
     }
 
-    /// Flushes what was queued, sends the close frame and waits.
+    /// Flushes what was queued, sends the close frame (1000) and waits.
     pub async fn finish(self) {
         drop(self.tx);
         let _ = self.task.await;
+    }
+}
+
+/// Waits (bounded by [`CLOSE_WAIT`]) for `reader` to see the client's
+/// answering close frame, so the connection is not dropped under the
+/// client's feet; then stops it.
+pub async fn await_close(mut reader: JoinHandle<()>) {
+    if tokio::time::timeout(CLOSE_WAIT, &mut reader).await.is_err() {
+        reader.abort();
     }
 }
 
@@ -215,7 +263,7 @@ pub async fn serve_remotecommand<F, Fut>(
             .await;
     }
     writer.finish().await;
-    reader.abort();
+    await_close(reader).await;
 }
 
 #[cfg(test)]

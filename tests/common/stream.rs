@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dockercri::streaming::spdy::{Headers, Session, SpdyStream};
+use dockercri::streaming::ws_bytes::WsBytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -25,6 +26,11 @@ pub struct Output {
     pub stderr: Vec<u8>,
     /// The error stream's content (v4+: `Status` JSON).
     pub error: Vec<u8>,
+    /// WebSocket only: the code of the server's close frame (1005 for a
+    /// close frame without one), if one came.
+    pub close_code: Option<u16>,
+    /// WebSocket only: a data message arrived after the close frame.
+    pub data_after_close: bool,
 }
 
 impl Output {
@@ -233,7 +239,7 @@ impl Client {
         let mut output = Output {
             stdout: out,
             stderr: err,
-            error: Vec::new(),
+            ..Output::default()
         };
         if input.until_stdout.is_some() {
             session.shutdown().await;
@@ -293,7 +299,12 @@ impl Client {
         let mut output = Output::default();
         let read = async {
             while let Some(Ok(msg)) = ws.next().await {
+                if let Message::Close(frame) = &msg {
+                    output.close_code = Some(frame.as_ref().map_or(1005, |f| u16::from(f.code)));
+                    continue;
+                }
                 let Message::Binary(b) = msg else { continue };
+                output.data_after_close |= output.close_code.is_some();
                 let Some((&ch, data)) = b.split_first() else {
                     continue;
                 };
@@ -315,6 +326,53 @@ impl Client {
             .expect("websocket session within 60s");
         let _ = ws.close(None).await;
         output
+    }
+}
+
+impl Client {
+    /// Sends a WebSocket upgrade request for `url` offering `protocol` and
+    /// returns the status code and body of the answer (a refusal's text).
+    pub async fn websocket_refusal(&self, url: &str, protocol: &str) -> (u16, String) {
+        let (mut conn, host, path) = self.connect(url).await;
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Protocol: {protocol}\r\n\r\n"
+        );
+        conn.write_all(req.as_bytes()).await.unwrap();
+        let head = read_head(&mut conn).await;
+        let code = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        if code != 101 {
+            tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut body))
+                .await
+                .expect("refusal body within 10s")
+                .expect("refusal body");
+        }
+        (code, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// Opens client-go's port-forward tunnel: a WebSocket offering
+    /// `SPDY/3.1+portforward.k8s.io` whose binary messages carry a SPDY
+    /// session (client-go `portforward.NewSPDYOverWebsocketDialer`).
+    pub async fn spdy_over_websocket(&self, url: &str) -> Session {
+        let (ws, chosen) = self.websocket(url, "SPDY/3.1+portforward.k8s.io").await;
+        assert_eq!(chosen, "SPDY/3.1+portforward.k8s.io");
+        let (session, _) = Session::start(WsBytes::new(ws), false);
+        session
     }
 }
 
