@@ -658,7 +658,7 @@ fn systemd_units_pass_systemd_analyze_verify() {
     for unit in ["dockercri.service", "dockercri.socket"] {
         let text = std::fs::read_to_string(units.join(unit)).unwrap();
         // Point ExecStart at the binary under test: verify checks it exists.
-        let text = text.replace("/usr/local/bin/dockercri", binary());
+        let text = text.replace("/usr/bin/dockercri", binary());
         std::fs::write(dir.path().join(unit), text).unwrap();
     }
     let service = std::fs::read_to_string(units.join("dockercri.service")).unwrap();
