@@ -403,7 +403,8 @@ fn parse_docker_endpoint(endpoint: &str) -> Result<DockerEndpoint, ConfigError> 
 }
 
 /// Parses Go-style durations as cri-dockerd's flags take them: `90s`, `1m`,
-/// `1m30s`, `500ms`, `2h`; a bare number is seconds.
+/// `1m30s`, `500ms`, `2h`; a bare number is seconds. A duration too long for
+/// [`Duration`] is an error, never a panic.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text.is_empty() {
@@ -435,7 +436,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" => 3600.0,
             _ => return Err(format!("unknown unit {unit:?} (use ms, s, m or h)")),
         };
-        total += Duration::from_secs_f64(value * scale);
+        let too_long = || format!("{text:?} is too long a duration");
+        let part = Duration::try_from_secs_f64(value * scale).map_err(|_| too_long())?;
+        total = total.checked_add(part).ok_or_else(too_long)?;
         rest = next;
     }
     Ok(total)
@@ -558,6 +561,30 @@ mod tests {
         }
         for bad in ["", "s", "5x", "m5"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_too_long_are_errors_not_panics() {
+        for huge in [
+            "99999999999999999999h",
+            "18446744073709551615s1s",
+            "5124095576030431h1h",
+            "1e400h",
+            "99999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999h",
+        ] {
+            assert!(parse_duration(huge).is_err(), "{huge}");
+        }
+        let err = Config::load(flags(&["--shutdown-grace-period", "99999999999999999999h"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("shutdown-grace-period"), "{err}");
+        for key in ["image-pull-progress-deadline", "index-resync-period"] {
+            let text = format!("{key} = \"99999999999999999999h\"");
+            let err = Config::from_toml(Flags::default(), Path::new("x.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err}");
         }
     }
 

@@ -571,6 +571,18 @@ fn bad_flags_fail_with_a_message_that_names_them() {
             &["--config", "/nonexistent/dockercri.toml"],
             "/nonexistent/dockercri.toml",
         ),
+        (
+            &["--shutdown-grace-period", "99999999999999999999h"],
+            "shutdown-grace-period",
+        ),
+        (
+            &["--image-pull-progress-deadline", "5124095576030431h1h"],
+            "image-pull-progress-deadline",
+        ),
+        (
+            &["--index-resync-period", "18446744073709551616s"],
+            "index-resync-period",
+        ),
     ];
     for (args, needle) in cases {
         let (status, log) = run_to_exit(args);
@@ -595,6 +607,11 @@ fn bad_config_files_fail_with_a_message_that_names_the_problem() {
             "restrict-oom-score-adj",
         ),
         ("value.toml", "network-plugin = \"weave\"", "network-plugin"),
+        (
+            "huge.toml",
+            "shutdown-grace-period = \"99999999999999999999h\"",
+            "shutdown-grace-period",
+        ),
     ];
     for (name, text, needle) in cases {
         let path = dir.path().join(name);
