@@ -543,6 +543,38 @@ async fn systemd_socket_activation_and_readiness() {
     assert!(log.contains("passed by systemd"), "{log}");
 }
 
+#[tokio::test]
+async fn a_tcp_socket_from_systemd_is_refused_clearly() {
+    let dir = tempdir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    let mut child = Command::new("systemd-socket-activate")
+        .args(["-l", &address])
+        .arg(binary())
+        .args(["--container-runtime-endpoint", "fd://", "--root-directory"])
+        .arg(dir.path().join("root"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("systemd-socket-activate (Debian package systemd)");
+    // The first connection makes systemd-socket-activate exec dockercri.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(&address).await.is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {address}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = wait_async(&mut child, Duration::from_secs(10)).await;
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("not a unix socket"), "{log}");
+}
+
 #[test]
 fn fd_endpoint_without_systemd_fails_clearly() {
     let (status, log) = run_to_exit(&["--container-runtime-endpoint", "fd://"]);
