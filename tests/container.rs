@@ -818,10 +818,52 @@ async fn bad_configs_get_the_right_code_and_leave_nothing() {
         container_path: "relative".into(),
         ..Default::default()
     }];
+    let mut bad_add = container_config(&h, "x", "true");
+    secure(
+        &mut bad_add,
+        LinuxContainerSecurityContext {
+            capabilities: Some(Capability {
+                add_capabilities: vec!["cap_net_admin".into(), "NET_ADMN".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    let mut bad_drop = container_config(&h, "x", "true");
+    secure(
+        &mut bad_drop,
+        LinuxContainerSecurityContext {
+            capabilities: Some(Capability {
+                drop_capabilities: vec!["all".into(), "CAP_SYS_TYPO".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    // Passes dockercri's checks; Docker answers 400.
+    let mut tiny = container_config(&h, "x", "true");
+    limit(
+        &mut tiny,
+        LinuxContainerResources {
+            memory_limit_in_bytes: 1,
+            ..Default::default()
+        },
+    );
     for (config, code, needle) in [
         (no_meta, Code::InvalidArgument, "metadata"),
         (bad_image, Code::NotFound, "no-such-image"),
         (bad_mount, Code::InvalidArgument, "container_path"),
+        (
+            bad_add,
+            Code::InvalidArgument,
+            "capabilities.add_capabilities: unknown capability \"NET_ADMN\"",
+        ),
+        (
+            bad_drop,
+            Code::InvalidArgument,
+            "capabilities.drop_capabilities: unknown capability \"CAP_SYS_TYPO\"",
+        ),
+        (tiny, Code::InvalidArgument, "Minimum memory limit"),
     ] {
         let err = h.try_create(&pod, config).await.unwrap_err();
         assert_eq!(err.code(), code, "{err:?}");

@@ -132,8 +132,14 @@ impl DockerClient {
 
     /// Turns a bollard error into the error the CRI client should see.
     /// `kind` and `id` name the object the call was about, for `NOT_FOUND`.
+    /// Docker's 400 ("bad parameter": a value of the request it refuses) is
+    /// the client's `INVALID_ARGUMENT`, with Docker's message.
     pub fn classify(&self, err: BollardError, kind: &'static str, id: &str) -> Error {
         match err {
+            BollardError::DockerResponseServerError {
+                status_code: 400,
+                message,
+            } => Error::invalid(kind, format!("{id:?}: docker refused it: {message}")),
             BollardError::DockerResponseServerError {
                 status_code: 404, ..
             } => Error::not_found(kind, id),
@@ -414,6 +420,10 @@ mod tests {
             (server(404), |e| matches!(e, Error::NotFound { .. })),
             (server(409), |e| {
                 matches!(e, Error::FailedPrecondition { .. })
+            }),
+            (server(400), |e| {
+                matches!(e, Error::InvalidArgument { field: "container", why }
+                    if why == "\"abc\": docker refused it: m")
             }),
             (server(500), |e| matches!(e, Error::Docker { .. })),
             (BollardError::SocketNotFoundError("/x".into()), |e| {
