@@ -119,6 +119,16 @@ pub enum Listen {
     Systemd,
 }
 
+/// The endpoint as the flag takes it: `unix:///run/dockercri.sock`, `fd://`.
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Unix(path) => write!(f, "unix://{}", path.display()),
+            Listen::Systemd => f.write_str("fd://"),
+        }
+    }
+}
+
 /// How dockercri reaches Docker Engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DockerEndpoint {
@@ -592,5 +602,12 @@ mod tests {
     fn systemd_activation_endpoint() {
         let c = Config::load(flags(&["--container-runtime-endpoint", "fd://"])).unwrap();
         assert_eq!(c.listen, Listen::Systemd);
+        assert_eq!(c.listen.to_string(), "fd://");
+    }
+
+    #[test]
+    fn the_endpoint_shows_as_its_url() {
+        let c = Config::load(flags(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_ENDPOINT);
     }
 }

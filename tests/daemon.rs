@@ -216,6 +216,39 @@ async fn status_is_ready_with_a_live_dockerd() {
         config["podInfraContainerImage"],
         "registry.k8s.io/pause:3.10"
     );
+    // The endpoint as the flag takes it, not a Rust debug string.
+    assert_eq!(
+        config["containerRuntimeEndpoint"],
+        format!("unix://{}", h.socket.display()),
+        "{config}"
+    );
+}
+
+/// Features are what the connected Docker can do: recursive read-only
+/// mounts from API 1.44 (Docker 25) on; Docker 20.10 (API 1.41) has none.
+#[tokio::test]
+async fn status_features_follow_dockers_api_version() {
+    let h = Harness::start().await;
+    let engine = common::docker().await.version().await.unwrap();
+    let api = engine.api_version.unwrap();
+    let (major, minor) = api.split_once('.').unwrap();
+    let api: (usize, usize) = (major.parse().unwrap(), minor.parse().unwrap());
+    let want = api >= (1, 44);
+    let s = h
+        .rt()
+        .status(StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!s.runtime_handlers.is_empty());
+    for handler in &s.runtime_handlers {
+        let features = handler.features.as_ref().unwrap();
+        assert_eq!(
+            features.recursive_read_only_mounts, want,
+            "API {api:?}, handler {:?}",
+            handler.name
+        );
+    }
 }
 
 #[tokio::test]

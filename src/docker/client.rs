@@ -108,6 +108,12 @@ impl DockerClient {
         })
     }
 
+    /// Whether the connected Docker can make bind mounts recursively
+    /// read-only (what `CreateContainer` does and `Status` reports).
+    pub fn recursive_read_only(&self) -> bool {
+        has_recursive_read_only(self.api_version_tuple())
+    }
+
     fn cached(&self) -> Option<Docker> {
         self.handle.read().ok().and_then(|slot| slot.clone())
     }
@@ -375,6 +381,16 @@ pub fn pull_failure(message: &str, had_credentials: bool) -> Option<PullFailure>
 
 /// True when the daemon could not be reached at all (as opposed to a daemon
 /// that answered with an error).
+/// Docker API version from which bind mounts can be made recursively
+/// read-only (`BindOptions.ReadOnlyForceRecursive`, Docker 25).
+pub const RECURSIVE_READ_ONLY_API: (usize, usize) = (1, 44);
+
+/// Whether Docker at the negotiated `api` version (`None`: not connected)
+/// makes bind mounts recursively read-only.
+pub fn has_recursive_read_only(api: Option<(usize, usize)>) -> bool {
+    api.is_some_and(|v| v >= RECURSIVE_READ_ONLY_API)
+}
+
 pub fn is_unreachable(err: &BollardError) -> bool {
     use std::io::ErrorKind;
     let io_unreachable = |e: &std::io::Error| {
@@ -406,6 +422,20 @@ mod tests {
 
     fn client() -> DockerClient {
         DockerClient::new(DockerEndpoint::Unix("/nonexistent/docker.sock".into()))
+    }
+
+    #[test]
+    fn recursive_read_only_comes_with_api_1_44() {
+        for (api, want) in [
+            (None, false),
+            (Some((1, 41)), false),
+            (Some((1, 43)), false),
+            (Some((1, 44)), true),
+            (Some((1, 53)), true),
+            (Some((2, 0)), true),
+        ] {
+            assert_eq!(has_recursive_read_only(api), want, "{api:?}");
+        }
     }
 
     #[test]

@@ -66,7 +66,10 @@ pub async fn status(ctx: &Context, verbose: bool) -> Result<StatusResponse> {
         status: Some(RuntimeStatus {
             conditions: conditions(&runtime, &network),
         }),
-        runtime_handlers: info.as_ref().map(runtime_handlers).unwrap_or_default(),
+        runtime_handlers: info
+            .as_ref()
+            .map(|info| runtime_handlers(info, ctx.docker.recursive_read_only()))
+            .unwrap_or_default(),
         features: Some(RuntimeFeatures {
             supplemental_groups_policy: false,
             user_namespaces_host_network: false,
@@ -136,11 +139,12 @@ pub fn conditions(
 }
 
 /// Runtime handlers are the OCI runtimes dockerd knows; the empty name is
-/// the default one.
-pub fn runtime_handlers(info: &SystemInfo) -> Vec<RuntimeHandler> {
+/// the default one. Their features are what the connected Docker can do:
+/// `recursive_read_only` from its API version.
+pub fn runtime_handlers(info: &SystemInfo, recursive_read_only: bool) -> Vec<RuntimeHandler> {
     let features = || {
         Some(RuntimeHandlerFeatures {
-            recursive_read_only_mounts: false,
+            recursive_read_only_mounts: recursive_read_only,
             user_namespaces: false,
         })
     };
@@ -162,7 +166,7 @@ pub fn runtime_handlers(info: &SystemInfo) -> Vec<RuntimeHandler> {
 fn verbose_info(ctx: &Context, info: Option<&SystemInfo>) -> HashMap<String, String> {
     let mut out = HashMap::new();
     let config = serde_json::json!({
-        "containerRuntimeEndpoint": format!("{:?}", ctx.config.listen),
+        "containerRuntimeEndpoint": ctx.config.listen.to_string(),
         "dockerEndpoint": ctx.docker.endpoint(),
         "podInfraContainerImage": ctx.config.pause_image,
         "rootDirectory": ctx.config.root_directory,
@@ -402,11 +406,17 @@ mod tests {
             runtimes: Some(runtimes),
             ..Default::default()
         };
-        let names: Vec<_> = runtime_handlers(&info)
+        let names: Vec<_> = runtime_handlers(&info, false)
             .into_iter()
             .map(|h| h.name)
             .collect();
         assert_eq!(names, ["", "io.containerd.runc.v2", "runc"]);
+        for rro in [false, true] {
+            for handler in runtime_handlers(&info, rro) {
+                let features = handler.features.unwrap();
+                assert_eq!(features.recursive_read_only_mounts, rro, "{}", handler.name);
+            }
+        }
     }
 
     #[test]
