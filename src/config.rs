@@ -68,6 +68,10 @@ pub struct Flags {
     /// Log filter: error, warn, info, debug, trace, or a RUST_LOG directive.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// Log lines as plain text (coloured only on a terminal), or one JSON
+    /// object per line for log shippers.
+    #[arg(long, value_name = "text|json")]
+    pub log_format: Option<String>,
     /// Group that owns the CRI socket (default: docker if it exists, else root).
     #[arg(long, value_name = "GROUP")]
     pub socket_group: Option<String>,
@@ -103,6 +107,7 @@ struct FileConfig {
     cni_conf_dir: Option<PathBuf>,
     cni_cache_dir: Option<PathBuf>,
     log_level: Option<String>,
+    log_format: Option<String>,
     socket_group: Option<String>,
     image_pull_progress_deadline: Option<String>,
     restrict_oom_score_adj: Option<bool>,
@@ -137,6 +142,16 @@ pub enum DockerEndpoint {
     Tcp(String),
 }
 
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines; ANSI colours only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Pod networking mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetworkPlugin {
@@ -160,6 +175,7 @@ pub struct Config {
     pub cni_conf_dir: PathBuf,
     pub cni_cache_dir: PathBuf,
     pub log_level: Option<String>,
+    pub log_format: LogFormat,
     /// `None`: docker if that group exists, else root.
     pub socket_group: Option<String>,
     pub image_pull_progress_deadline: Duration,
@@ -283,6 +299,13 @@ impl Config {
             tracing_subscriber::EnvFilter::try_new(level)
                 .map_err(|e| invalid("log-level", level, e.to_string()))?;
         }
+        let log_format = match flags.log_format.or(file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid("log-format", other, "expected text or json"));
+            }
+        };
         let pull_deadline = flags
             .image_pull_progress_deadline
             .or(file.image_pull_progress_deadline)
@@ -347,6 +370,7 @@ impl Config {
                 .or(file.cni_cache_dir)
                 .unwrap_or_else(|| "/var/lib/cni/cache".into()),
             log_level,
+            log_format,
             socket_group: flags.socket_group.or(file.socket_group),
             image_pull_progress_deadline: parse_duration(&pull_deadline)
                 .map_err(|why| invalid("image-pull-progress-deadline", &pull_deadline, why))?,
@@ -603,6 +627,24 @@ mod tests {
         let c = Config::load(flags(&["--container-runtime-endpoint", "fd://"])).unwrap();
         assert_eq!(c.listen, Listen::Systemd);
         assert_eq!(c.listen.to_string(), "fd://");
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        assert_eq!(
+            Config::load(flags(&[])).unwrap().log_format,
+            LogFormat::Text
+        );
+        let c = Config::load(flags(&["--log-format", "json"])).unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        let c = Config::from_toml(
+            Flags::default(),
+            Path::new("x.toml"),
+            "log-format = \"text\"",
+        );
+        assert_eq!(c.unwrap().log_format, LogFormat::Text);
+        let err = Config::load(flags(&["--log-format", "logfmt"])).unwrap_err();
+        assert!(err.to_string().contains("log-format"), "{err}");
     }
 
     #[test]

@@ -518,6 +518,44 @@ async fn sigterm_removes_the_socket_and_exits_zero() {
     assert!(h.logs().contains("SIGTERM"), "{}", h.logs());
 }
 
+/// Logs to a file or journald (not a terminal) are plain text: no ANSI
+/// colour escapes.
+#[tokio::test]
+async fn logs_to_a_file_carry_no_colour_escapes() {
+    let mut h = Harness::start().await;
+    h.rt().version(VersionRequest::default()).await.unwrap();
+    assert_eq!(h.terminate().await.code(), Some(0));
+    let log = h.logs();
+    assert!(log.contains("dockercri stopped"), "{log}");
+    assert!(!log.contains("\x1b["), "{log:?}");
+}
+
+/// `--log-format json`: one JSON object per line, for log shippers.
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let mut h = Harness::start_with(&["--log-format", "json"]).await;
+    h.rt().version(VersionRequest::default()).await.unwrap();
+    assert_eq!(h.terminate().await.code(), Some(0));
+    let log = h.logs();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert!(lines.len() > 2, "{log}");
+    for line in &lines {
+        assert!(
+            line["level"].is_string() && line["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "dockercri stopped"),
+        "{log}"
+    );
+}
+
 #[tokio::test]
 async fn sigint_also_shuts_down_cleanly() {
     let h = Harness::start().await;
