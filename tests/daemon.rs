@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use dockercri::proto::{
-    CgroupDriver, NetworkConfig, RuntimeConfig, RuntimeConfigRequest, StatusRequest,
-    UpdateRuntimeConfigRequest, VersionRequest,
+    CgroupDriver, CheckpointContainerRequest, NetworkConfig, RuntimeConfig, RuntimeConfigRequest,
+    StatusRequest, UpdateRuntimeConfigRequest, VersionRequest,
 };
 use tonic::Code;
 
@@ -249,6 +249,36 @@ async fn status_features_follow_dockers_api_version() {
             handler.name
         );
     }
+}
+
+/// The one RPC dockercri does not carry out answers UNIMPLEMENTED through
+/// the RPC wrapper: its span and log line name the call.
+#[tokio::test]
+async fn checkpoint_container_is_unimplemented_and_logged() {
+    let mut h = Harness::start().await;
+    let err = h
+        .rt()
+        .checkpoint_container(CheckpointContainerRequest {
+            container_id: "checkpointme".into(),
+            location: "/tmp/checkpoint.tar".into(),
+            timeout: 10,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+    assert!(
+        err.message()
+            .contains("CheckpointContainer is not implemented by dockercri"),
+        "{err:?}"
+    );
+    assert_eq!(h.terminate().await.code(), Some(0));
+    let log = h.logs();
+    assert!(
+        log.lines().any(|l| l.contains("CheckpointContainer")
+            && l.contains("checkpointme")
+            && l.contains("rpc refused")),
+        "{log}"
+    );
 }
 
 #[tokio::test]
