@@ -437,9 +437,24 @@ fn parse_docker_endpoint(endpoint: &str) -> Result<DockerEndpoint, ConfigError> 
 }
 
 /// Parses Go-style durations as cri-dockerd's flags take them: `90s`, `1m`,
-/// `1m30s`, `500ms`, `2h`; a bare number is seconds. A duration too long for
-/// [`Duration`] is an error, never a panic.
+/// `1m30s`, `500ms`, `2h`; a bare number is seconds. Go's limit (about 292
+/// years) is the longest: past it a duration is an error, never a panic, and
+/// no timer or deadline built from it can overflow a clock.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = sum_duration(text)?;
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "{text:?} is too long a duration (at most {}h)",
+            MAX_DURATION.as_secs() / 3600
+        ));
+    }
+    Ok(duration)
+}
+
+/// Go's `time.Duration` maximum: 2^63 - 1 nanoseconds.
+const MAX_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
+
+fn sum_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text.is_empty() {
         return Err("empty duration".into());
@@ -604,11 +619,15 @@ mod tests {
             "99999999999999999999h",
             "18446744073709551615s1s",
             "5124095576030431h1h",
+            "2562047788015215h",
+            "2562048h",
+            "9223372037s",
             "1e400h",
             "99999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999h",
         ] {
             assert!(parse_duration(huge).is_err(), "{huge}");
         }
+        assert!(parse_duration("2562047h").is_ok(), "Go's longest");
         let err = Config::load(flags(&["--shutdown-grace-period", "99999999999999999999h"]))
             .unwrap_err()
             .to_string();

@@ -713,7 +713,7 @@ fn bad_flags_fail_with_a_message_that_names_them() {
             "image-pull-progress-deadline",
         ),
         (
-            &["--index-resync-period", "18446744073709551616s"],
+            &["--index-resync-period", "2562047788015215h"],
             "index-resync-period",
         ),
     ];
