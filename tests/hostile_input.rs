@@ -516,6 +516,7 @@ fn sandbox_inputs(seccomp: Option<&str>) -> SandboxInputs<'_> {
         runtime: None,
         seccomp_localhost: seccomp,
         oom_score_adj: -998,
+        cgroup_driver: dockercri::proto::CgroupDriver::Cgroupfs,
     }
 }
 
@@ -561,6 +562,7 @@ fn check_container(
         oom: OomPolicy { floor: Some(-500) },
         recursive_read_only: rro,
         cgroup_v2: false,
+        cgroup_driver: dockercri::proto::CgroupDriver::Cgroupfs,
     };
     match container_body::create_body(config, &inputs) {
         Err(e) => prop_assert_eq!(e.code(), Code::InvalidArgument, "{}", e),
@@ -706,6 +708,7 @@ fn the_seed_configs_are_accepted() {
         oom: OomPolicy { floor: None },
         recursive_read_only: false,
         cgroup_v2: false,
+        cgroup_driver: dockercri::proto::CgroupDriver::Cgroupfs,
     };
     container_body::create_body(&valid_container(), &inputs).unwrap();
 }

@@ -278,10 +278,11 @@ async fn fifty_sandboxes_at_once_and_a_teardown_that_leaves_nothing() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(checkpoints, 0, "checkpoints left");
+    // The pods' log directories are kubelet's to remove, not ours.
     for config in &configs {
         assert!(
-            !std::path::Path::new(&config.log_directory).exists(),
-            "{} left",
+            std::path::Path::new(&config.log_directory).is_dir(),
+            "{} removed",
             config.log_directory
         );
     }

@@ -632,3 +632,47 @@ async fn update_pod_sandbox_resources_is_recorded() {
         .stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: id })
         .await;
 }
+
+/// Stops and removes a pod through the CRI, as kubelet does.
+async fn stop_and_remove(h: &Harness, id: &str) {
+    h.stop_pod(id).await;
+    h.rt()
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn remove_never_deletes_the_log_directory_a_request_named() {
+    let h = Harness::start().await;
+    // A directory that held files before the pod: it and they stay.
+    let existing = h.dir.path().join("precious");
+    std::fs::create_dir_all(&existing).unwrap();
+    std::fs::write(existing.join("data"), "keep me").unwrap();
+    let mut config = h.pod_config("existing-dir");
+    config.log_directory = existing.display().to_string();
+    let id = h.run_pod(config).await;
+    stop_and_remove(&h, &id).await;
+    assert_eq!(
+        std::fs::read_to_string(existing.join("data")).unwrap(),
+        "keep me"
+    );
+
+    // The root directory passes every path check: nothing under it goes.
+    let mut config = h.pod_config("root-dir");
+    config.log_directory = "/".into();
+    let id = h.run_pod(config).await;
+    stop_and_remove(&h, &id).await;
+    assert!(std::path::Path::new("/etc/passwd").exists());
+    assert!(h.dir.path().join("precious/data").exists());
+
+    // A directory dockercri made for the pod is kubelet's once the pod
+    // runs (its garbage collector removes it): it stays too.
+    let config = h.pod_config("made-dir");
+    let dir = config.log_directory.clone();
+    let id = h.run_pod(config).await;
+    stop_and_remove(&h, &id).await;
+    assert!(std::path::Path::new(&dir).is_dir());
+}

@@ -36,7 +36,7 @@ async fn a_busy_container_shows_rising_cpu_and_a_rate() {
         .start_container(&pod, container_config(&h, "burn", "while true; do :; done"))
         .await;
     let first = container_stats(&h, &id).await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let second = container_stats(&h, &id).await;
     let total = |s: &dockercri::proto::ContainerStats| {
         s.cpu
@@ -445,4 +445,66 @@ async fn pod_sandbox_stats_list_and_stream_filter_and_report_usage() {
     };
     assert!(list(gone.clone()).await.is_empty());
     assert!(stream(gone).await.is_empty());
+}
+
+/// The CPU rate of a pod's stats, as the summary API reads it.
+async fn pod_cpu_rate(h: &Harness, pod: &str) -> Option<u64> {
+    let stats = h
+        .rt()
+        .pod_sandbox_stats(PodSandboxStatsRequest {
+            pod_sandbox_id: pod.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap();
+    stats.linux?.cpu?.usage_nano_cores.map(|v| v.value)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn back_to_back_stats_callers_each_get_a_cpu_rate() {
+    let h = Harness::start().await;
+    let pod = h.pod("callers").await;
+    let id = h
+        .start_container(&pod, container_config(&h, "burn", "while true; do :; done"))
+        .await;
+    // kubelet's first reading, then a second and more later: its summary
+    // API, eviction manager and metrics endpoint, one right after another.
+    container_stats(&h, &id).await;
+    pod_cpu_rate(&h, &pod.id).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for caller in 0..4 {
+        let rate = container_stats(&h, &id)
+            .await
+            .cpu
+            .and_then(|c| c.usage_nano_cores)
+            .map(|v| v.value);
+        assert!(
+            rate.is_some_and(|r| r > 100_000_000),
+            "container, caller {caller}: {rate:?}"
+        );
+        let rate = pod_cpu_rate(&h, &pod.id).await;
+        assert!(
+            rate.is_some_and(|r| r > 100_000_000),
+            "pod, caller {caller}: {rate:?}"
+        );
+    }
+    let listed = h
+        .rt()
+        .list_container_stats(ListContainerStatsRequest {
+            filter: Some(ContainerStatsFilter {
+                id: id.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats;
+    let rate = listed[0].cpu.as_ref().and_then(|c| c.usage_nano_cores);
+    assert!(
+        rate.is_some_and(|r| r.value > 100_000_000),
+        "listed right after: {rate:?}"
+    );
 }

@@ -420,6 +420,7 @@ impl Side<'_> {
                     runtime: None,
                     seccomp_localhost: None,
                     oom_score_adj: OomPolicy::new(None).clamp(sandbox_body::SANDBOX_OOM_SCORE_ADJ),
+                    cgroup_driver: dockercri::proto::CgroupDriver::Cgroupfs,
                 };
                 let (Ok(name), Ok(body)) = (
                     sandbox_body::name(config),
@@ -463,6 +464,7 @@ impl Side<'_> {
                         oom: OomPolicy::new(None),
                         recursive_read_only: false,
                         cgroup_v2: false,
+                        cgroup_driver: dockercri::proto::CgroupDriver::Cgroupfs,
                     },
                 );
                 let (Ok(body), Some(meta), Some(pod_meta)) =

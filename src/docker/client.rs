@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerInspectResponse, ContainerSummary};
+use bollard::models::{ContainerInspectResponse, ContainerSummary, SystemInfoCgroupDriverEnum};
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use crate::config::DockerEndpoint;
 use crate::error::Error;
+use crate::proto::CgroupDriver;
 
 /// Seconds bollard waits for any one Docker answer before giving up. Calls
 /// that may legitimately take long (pulls, waits) use their own deadlines.
@@ -50,6 +51,9 @@ pub struct DockerClient {
     /// The negotiated handle; `None` until dockerd first answers, and again
     /// after a call found it unreachable (it may come back upgraded).
     handle: RwLock<Option<Docker>>,
+    /// Docker's cgroup driver, asked once per connection (a restarted
+    /// dockerd may come back with another).
+    cgroup_driver: RwLock<Option<CgroupDriver>>,
 }
 
 impl DockerClient {
@@ -57,6 +61,7 @@ impl DockerClient {
         DockerClient {
             endpoint,
             handle: RwLock::new(None),
+            cgroup_driver: RwLock::new(None),
         }
     }
 
@@ -122,6 +127,27 @@ impl DockerClient {
         if let Ok(mut slot) = self.handle.write() {
             *slot = None;
         }
+        if let Ok(mut slot) = self.cgroup_driver.write() {
+            *slot = None;
+        }
+    }
+
+    /// Docker's cgroup driver (`docker info`), asked once per connection:
+    /// kubelet's cgroup parents are converted for it.
+    pub async fn cgroup_driver(&self) -> Result<CgroupDriver, Error> {
+        if let Some(driver) = self.cgroup_driver.read().ok().and_then(|d| *d) {
+            return Ok(driver);
+        }
+        let docker = self.get().await?;
+        let info = docker
+            .info()
+            .await
+            .map_err(|e| self.classify(e, "docker", "info"))?;
+        let driver = cgroup_driver_of(info.cgroup_driver);
+        if let Ok(mut slot) = self.cgroup_driver.write() {
+            *slot = Some(driver);
+        }
+        Ok(driver)
     }
 
     fn connect(&self) -> Result<Docker, BollardError> {
@@ -223,6 +249,15 @@ impl DockerClient {
                 what: format!("ping of docker at {}", self.endpoint()),
             }),
         }
+    }
+}
+
+/// The CRI's name for the cgroup driver `docker info` reports (cgroupfs
+/// unless Docker says systemd: "none" still takes cgroupfs paths).
+pub fn cgroup_driver_of(docker: Option<SystemInfoCgroupDriverEnum>) -> CgroupDriver {
+    match docker {
+        Some(SystemInfoCgroupDriverEnum::SYSTEMD) => CgroupDriver::Systemd,
+        _ => CgroupDriver::Cgroupfs,
     }
 }
 
@@ -419,6 +454,19 @@ pub fn is_unreachable(err: &BollardError) -> bool {
 mod tests {
     use super::*;
     use crate::error::Error;
+
+    #[test]
+    fn cgroup_driver_follows_docker() {
+        use SystemInfoCgroupDriverEnum as D;
+        for (docker, want) in [
+            (Some(D::SYSTEMD), CgroupDriver::Systemd),
+            (Some(D::CGROUPFS), CgroupDriver::Cgroupfs),
+            (Some(D::NONE), CgroupDriver::Cgroupfs),
+            (None, CgroupDriver::Cgroupfs),
+        ] {
+            assert_eq!(cgroup_driver_of(docker), want, "{docker:?}");
+        }
+    }
 
     fn client() -> DockerClient {
         DockerClient::new(DockerEndpoint::Unix("/nonexistent/docker.sock".into()))

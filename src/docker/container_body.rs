@@ -4,17 +4,16 @@
 
 use bollard::models::{
     ContainerCreateBody, DeviceMapping, HostConfig, Mount as DockerMount, MountBindOptions,
-    MountType,
+    MountBindOptionsPropagationEnum, MountType,
 };
 
-use crate::docker::capabilities;
-use crate::docker::labels;
 use crate::docker::sandbox_body::{
     apparmor_opts, check_absolute_path, check_name_part, seccomp_opts, selinux_opts,
 };
+use crate::docker::{capabilities, cgroup_parent, labels};
 use crate::error::{Error, Result};
 use crate::proto::{
-    ContainerConfig, LinuxContainerResources, Mount, MountPropagation, NamespaceMode,
+    CgroupDriver, ContainerConfig, LinuxContainerResources, Mount, MountPropagation, NamespaceMode,
     NamespaceOption, PodSandboxConfig, Signal, SupplementalGroupsPolicy,
 };
 use crate::runtime::oom::OomPolicy;
@@ -31,6 +30,8 @@ pub struct ContainerInputs<'a> {
     pub recursive_read_only: bool,
     /// The node runs cgroup v2 (unified): `unified` keys can be written.
     pub cgroup_v2: bool,
+    /// Docker's cgroup driver: the form the cgroup parent must take.
+    pub cgroup_driver: CgroupDriver,
 }
 
 /// The kubelet log path: `<sandbox log_directory>/<log_path>`, or `None`
@@ -96,8 +97,9 @@ pub fn namespaces(
     ))
 }
 
-/// One CRI mount as a Docker bind string (`src:dst[:opts]`), or, when it
-/// must be recursively read-only, as a `Mounts` entry.
+/// One CRI mount as a Docker bind string (`src:dst[:opts]`), or, when its
+/// read-only-ness must be said exactly (API 1.44+: `recursive_read_only`),
+/// as a `Mounts` entry.
 pub fn mount(m: &Mount, recursive_read_only: bool) -> Result<MountSpec> {
     check_absolute_path("config.mounts.container_path", &m.container_path)?;
     if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
@@ -164,6 +166,29 @@ pub fn mount(m: &Mount, recursive_read_only: bool) -> Result<MountSpec> {
             read_only: Some(true),
             bind_options: Some(MountBindOptions {
                 read_only_force_recursive: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })));
+    }
+    // From API 1.44 Docker makes a plain `ro` bind recursively read-only
+    // where the kernel can; the CRI's `readonly` alone is not recursive
+    // (what runc does for containerd). An SELinux relabel has no `Mounts`
+    // form: such a bind stays a bind string.
+    if m.readonly && recursive_read_only && !m.selinux_relabel {
+        return Ok(MountSpec::Mount(Box::new(DockerMount {
+            target: Some(m.container_path.clone()),
+            source: Some(m.host_path.clone()),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            bind_options: Some(MountBindOptions {
+                read_only_non_recursive: Some(true),
+                propagation: propagation.map(|p| match p {
+                    "rshared" => MountBindOptionsPropagationEnum::RSHARED,
+                    _ => MountBindOptionsPropagationEnum::RSLAVE,
+                }),
+                // A bind string makes a missing source directory; so does this.
+                create_mountpoint: Some(true),
                 ..Default::default()
             }),
             ..Default::default()
@@ -331,9 +356,13 @@ pub fn create_body(
         .sandbox
         .linux
         .as_ref()
-        .map(|l| l.cgroup_parent.clone())
+        .map(|l| l.cgroup_parent.as_str())
         .unwrap_or_default();
-    host.cgroup_parent = (!parent.is_empty()).then_some(parent);
+    host.cgroup_parent = cgroup_parent::for_docker(
+        parent,
+        inputs.cgroup_driver,
+        "sandbox_config.linux.cgroup_parent",
+    )?;
 
     let mut binds = vec![];
     let mut mounts = vec![];
@@ -416,12 +445,16 @@ pub fn create_body(
         _ => None,
     };
     #[allow(deprecated)] // older kubelets still send the path fields
-    let mut security_opt = seccomp_opts(
+    let seccomp = seccomp_opts(
         sc.seccomp.as_ref(),
         &sc.seccomp_profile_path,
         inputs.seccomp_localhost,
         "config.linux.security_context.seccomp",
     )?;
+    // A privileged container runs without seccomp, whatever profile it
+    // names (as with containerd and CRI-O): Docker leaves seccomp off for
+    // privileged containers unless a profile is named explicitly.
+    let mut security_opt = if sc.privileged { vec![] } else { seccomp };
     #[allow(deprecated)]
     let apparmor = match (&sc.apparmor, sc.apparmor_profile.as_str()) {
         (Some(p), _) => apparmor_opts(Some(p), "config.linux.security_context.apparmor")?,
@@ -570,6 +603,7 @@ mod tests {
                 oom: OomPolicy { floor: Some(0) },
                 recursive_read_only: false,
                 cgroup_v2: false,
+                cgroup_driver: CgroupDriver::Cgroupfs,
             },
         )
     }
@@ -609,6 +643,41 @@ mod tests {
         assert_eq!(h.pid_mode.as_deref(), Some("container:sb1"));
         assert_eq!(h.cgroup_parent.as_deref(), Some("/kubepods/pod1"));
         assert_eq!(h.security_opt.as_deref().unwrap(), ["seccomp=unconfined"]);
+    }
+
+    #[test]
+    fn a_privileged_container_runs_without_seccomp_whatever_it_names() {
+        let s = sandbox();
+        let blocks_sethostname = r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["sethostname"], "action": "SCMP_ACT_ERRNO"}]}"#;
+        let body_with = |privileged: bool| {
+            let mut c = config();
+            c.linux = Some(crate::proto::LinuxContainerConfig {
+                security_context: Some(crate::proto::LinuxContainerSecurityContext {
+                    privileged,
+                    seccomp: Some(crate::proto::SecurityProfile {
+                        profile_type: crate::proto::security_profile::ProfileType::Localhost as i32,
+                        localhost_ref: "/profiles/no-hostname.json".into(),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            let inputs = ContainerInputs {
+                sandbox_id: "sb1",
+                sandbox: &s,
+                seccomp_localhost: Some(blocks_sethostname),
+                oom: OomPolicy { floor: Some(0) },
+                recursive_read_only: false,
+                cgroup_v2: false,
+                cgroup_driver: CgroupDriver::Cgroupfs,
+            };
+            create_body(&c, &inputs).unwrap().host_config.unwrap()
+        };
+        let privileged = body_with(true);
+        assert_eq!(privileged.privileged, Some(true));
+        assert_eq!(privileged.security_opt, None, "Docker's privileged default");
+        let opts = body_with(false).security_opt.unwrap();
+        assert!(opts[0].starts_with("seccomp={"), "{opts:?}");
     }
 
     #[test]
@@ -676,7 +745,35 @@ mod tests {
         rro.recursive_read_only = true;
         let err = mount(&rro, false).unwrap_err();
         assert!(err.to_string().contains("recursive_read_only"), "{err}");
-        assert!(matches!(mount(&rro, true).unwrap(), MountSpec::Mount(_)));
+        let MountSpec::Mount(made) = mount(&rro, true).unwrap() else {
+            panic!("rro is a Mounts entry");
+        };
+        let options = made.bind_options.unwrap();
+        assert_eq!(options.read_only_force_recursive, Some(true));
+        assert_eq!(options.read_only_non_recursive, None);
+        // On API 1.44+ a plain readonly mount says it is not recursive.
+        let MountSpec::Mount(plain) =
+            mount(&m(true, PropagationHostToContainer, false), true).unwrap()
+        else {
+            panic!("readonly on API 1.44 is a Mounts entry");
+        };
+        assert_eq!(plain.read_only, Some(true));
+        let options = plain.bind_options.unwrap();
+        assert_eq!(options.read_only_non_recursive, Some(true));
+        assert_eq!(options.create_mountpoint, Some(true));
+        assert_eq!(
+            options.propagation,
+            Some(MountBindOptionsPropagationEnum::RSLAVE)
+        );
+        // Writable mounts and relabelled ones stay bind strings.
+        assert_eq!(
+            mount(&m(false, PropagationPrivate, false), true).unwrap(),
+            MountSpec::Bind("/h:/c".into())
+        );
+        assert_eq!(
+            mount(&m(true, PropagationPrivate, true), true).unwrap(),
+            MountSpec::Bind("/h:/c:ro,Z".into())
+        );
         rro.readonly = false;
         assert!(mount(&rro, true).is_err(), "rro needs readonly");
         let relative = Mount {
@@ -744,6 +841,7 @@ mod tests {
                     oom: OomPolicy { floor: None },
                     recursive_read_only: false,
                     cgroup_v2,
+                    cgroup_driver: CgroupDriver::Cgroupfs,
                 },
             )
         };

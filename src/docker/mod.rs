@@ -1,6 +1,7 @@
 //! Everything that talks to Docker Engine or translates to and from it.
 
 pub mod capabilities;
+pub mod cgroup_parent;
 pub mod client;
 pub mod container_body;
 pub mod container_status;

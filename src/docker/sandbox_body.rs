@@ -7,11 +7,11 @@ use std::path::{Component, Path};
 
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 
-use crate::docker::{labels, naming};
+use crate::docker::{cgroup_parent, labels, naming};
 use crate::error::{Error, Result};
 use crate::proto::{
-    NamespaceMode, PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol, SecurityProfile,
-    security_profile::ProfileType,
+    CgroupDriver, NamespaceMode, PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol,
+    SecurityProfile, security_profile::ProfileType,
 };
 
 /// dockershim's `oom_score_adj` for the pause container: killed last.
@@ -37,6 +37,8 @@ pub struct SandboxInputs<'a> {
     pub seccomp_localhost: Option<&'a str>,
     /// The `oom_score_adj` after clamping to what the host allows.
     pub oom_score_adj: i64,
+    /// Docker's cgroup driver: the form the cgroup parent must take.
+    pub cgroup_driver: CgroupDriver,
 }
 
 /// The namespace modes of a sandbox (NODE or POD for each).
@@ -314,12 +316,14 @@ pub fn create_body(
 
     // The deprecated path field still comes from older kubelets.
     #[allow(deprecated)]
-    let mut security_opt = seccomp_opts(
+    let seccomp = seccomp_opts(
         sc.seccomp.as_ref(),
         &sc.seccomp_profile_path,
         inputs.seccomp_localhost,
         "config.linux.security_context.seccomp",
     )?;
+    // Privileged: no seccomp, whatever profile is named (as containerd).
+    let mut security_opt = if sc.privileged { vec![] } else { seccomp };
     security_opt.extend(apparmor_opts(
         sc.apparmor.as_ref(),
         "config.linux.security_context.apparmor",
@@ -358,7 +362,11 @@ pub fn create_body(
         // App containers join the pod's IPC namespace: it must be shareable.
         ipc_mode: Some(if ns.host_ipc { "host" } else { "shareable" }.into()),
         uts_mode: ns.host_network.then(|| "host".into()),
-        cgroup_parent: (!linux.cgroup_parent.is_empty()).then(|| linux.cgroup_parent.clone()),
+        cgroup_parent: cgroup_parent::for_docker(
+            &linux.cgroup_parent,
+            inputs.cgroup_driver,
+            "config.linux.cgroup_parent",
+        )?,
         sysctls: (!linux.sysctls.is_empty()).then(|| linux.sysctls.clone()),
         privileged: sc.privileged.then_some(true),
         readonly_rootfs: sc.readonly_rootfs.then_some(true),
@@ -405,6 +413,7 @@ mod tests {
             runtime: None,
             seccomp_localhost: None,
             oom_score_adj: -998,
+            cgroup_driver: CgroupDriver::Cgroupfs,
         }
     }
 

@@ -19,7 +19,7 @@ pub mod watch;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,10 @@ pub struct Index {
     root: PathBuf,
     state: RwLock<State>,
     synced: AtomicBool,
+    /// Host clock (ns) up to which Docker's changes are in the index: the
+    /// newest event applied, or the start of the latest list. See
+    /// [`Index::complete_until`].
+    complete_until: AtomicI64,
 }
 
 #[derive(Debug, Default)]
@@ -73,6 +77,9 @@ impl State {
 #[derive(Debug, Default)]
 struct Writes {
     count: usize,
+    /// When (host clock, ns) the earliest of them began: Docker's changes
+    /// from then on may not be in the entry until they end.
+    since: i64,
     /// An event came for the container meanwhile (and was left to them).
     event_meanwhile: bool,
 }
@@ -94,6 +101,7 @@ impl Index {
             root,
             state: RwLock::default(),
             synced: AtomicBool::new(false),
+            complete_until: AtomicI64::new(0),
         }
     }
 
@@ -112,6 +120,30 @@ impl Index {
 
     pub(crate) fn set_synced(&self, synced: bool) {
         self.synced.store(synced, Ordering::Release);
+    }
+
+    /// The time (host clock, ns) up to which every change Docker made is in
+    /// what the index answers (a dirty entry is inspected on read): the
+    /// newest event applied, or the start of the latest full list or
+    /// resync, whichever is later; 0 while the index does not follow
+    /// Docker. An answer stamped with it never claims more than it holds:
+    /// kubelet's evented PLEG keeps a pod status stamped later than an
+    /// event and would drop that event.
+    /// A write of ours in flight leaves its container as it was until the
+    /// write ends (the events it causes do not mark it dirty), so the time
+    /// stays before the earliest such write began.
+    pub fn complete_until(&self) -> i64 {
+        if !self.is_synced() {
+            return 0;
+        }
+        let applied = self.complete_until.load(Ordering::Acquire);
+        let writes_began = self.read().busy.values().map(|w| w.since).min();
+        writes_began.map_or(applied, |began| applied.min(began.saturating_sub(1)))
+    }
+
+    /// Records that Docker's changes up to `ns` are applied.
+    pub(crate) fn applied_until(&self, ns: i64) {
+        self.complete_until.fetch_max(ns, Ordering::AcqRel);
     }
 
     /// Marks a container as changed by a write: the next read inspects it.
@@ -484,7 +516,13 @@ struct Busy<'a> {
 
 impl<'a> Busy<'a> {
     fn new(index: &'a Index, id: &'a str) -> Self {
-        index.write().busy.entry(id.to_string()).or_default().count += 1;
+        let mut state = index.write();
+        let writes = state.busy.entry(id.to_string()).or_insert_with(|| Writes {
+            since: crate::docker::time::now_ns(),
+            ..Writes::default()
+        });
+        writes.count += 1;
+        drop(state);
         Busy {
             index,
             id,

@@ -147,6 +147,8 @@ fn apply(
     }
     let attributes = actor.attributes.clone().unwrap_or_default();
     if events::pod_of(id, &attributes).is_none() {
+        // Not ours, but Docker's stream has come this far.
+        ctx.index.applied_until(ns);
         return;
     }
     // A destroyed container is simply forgotten. One under a write of ours
@@ -163,6 +165,7 @@ fn apply(
     {
         ctx.index.settle_soon(&ctx.docker, id);
     }
+    ctx.index.applied_until(ns);
     if ctx.events.has_subscribers() && publish.try_send(message.clone()).is_err() {
         warn!(container = %id, "container events fall behind; one is dropped");
     }
@@ -205,6 +208,7 @@ async fn docker_list(ctx: &Context) -> Result<Vec<bollard::models::ContainerSumm
 
 /// Lists and inspects every pod container and replaces the index with it.
 async fn relist(ctx: &Context) -> Result<usize> {
+    let began = time::now_ns();
     let marks = ctx.index.marks();
     let ids: Vec<String> = docker_list(ctx)
         .await?
@@ -226,12 +230,14 @@ async fn relist(ctx: &Context) -> Result<usize> {
     }
     let count = entries.len();
     ctx.index.replace_all(entries, &marks);
+    ctx.index.applied_until(began);
     Ok(count)
 }
 
 /// The resync: one Docker list compared with the index; containers that
 /// appeared, vanished or changed state are inspected again.
 async fn heal(ctx: &Context) -> Result<()> {
+    let began = time::now_ns();
     let known = ctx.index.states();
     let listed: HashMap<String, String> = docker_list(ctx)
         .await?
@@ -245,6 +251,7 @@ async fn heal(ctx: &Context) -> Result<()> {
         .collect();
     stale.extend(known.keys().filter(|id| !listed.contains_key(*id)));
     if stale.is_empty() {
+        ctx.index.applied_until(began);
         return Ok(());
     }
     info!(
@@ -254,6 +261,7 @@ async fn heal(ctx: &Context) -> Result<()> {
     for id in stale {
         ctx.index.refresh(&ctx.docker, id).await?;
     }
+    ctx.index.applied_until(began);
     Ok(())
 }
 

@@ -18,7 +18,7 @@ use crate::proto::{
     Container, ContainerConfig, ContainerFilter, ContainerState, ContainerStatusResponse,
     ContainerUser, LinuxContainerResources, LinuxContainerUser, PodSandboxConfig,
 };
-use crate::runtime::{checkpoint, sandbox, unified};
+use crate::runtime::{apparmor, checkpoint, sandbox, unified};
 
 /// How long `ContainerStatus` of an exited container waits for its log
 /// writer to catch up with the container's last output.
@@ -57,6 +57,7 @@ pub async fn create(
         &sc.seccomp_profile_path,
         "config.linux.security_context.seccomp.localhost_ref",
     )?;
+    let cgroup_driver = ctx.docker.cgroup_driver().await?;
     let body = container_body::create_body(
         &config,
         &ContainerInputs {
@@ -66,7 +67,14 @@ pub async fn create(
             oom: ctx.oom,
             recursive_read_only: ctx.docker.recursive_read_only(),
             cgroup_v2: unified::host_is_v2(),
+            cgroup_driver,
         },
+    )?;
+    apparmor::check_loaded(
+        body.host_config
+            .as_ref()
+            .and_then(|h| h.security_opt.as_deref()),
+        "config.linux.security_context.apparmor",
     )?;
     let meta = config.metadata.clone().unwrap_or_default();
     let name = naming::container_name(&meta, &pod_meta);
@@ -385,24 +393,24 @@ pub async fn update_resources(
     let current = c.inspect.host_config.clone().unwrap_or_default();
     let mut host = bollard::models::HostConfig::default();
     let files = container_body::resources(&wanted, ctx.oom, &mut host)?;
-    if let Some((key, _)) = files.first() {
-        let pid = match (unified::host_is_v2(), c.pid()) {
-            (false, _) => {
-                return Err(Error::invalid(
-                    "linux.unified",
-                    format!("{key:?} is a cgroup v2 file; this node runs cgroup v1"),
-                ));
-            }
-            (true, None) => {
-                return Err(Error::FailedPrecondition {
-                    what: format!("container {id:?}"),
-                    why: "is not running: its cgroup files cannot be written".into(),
-                });
-            }
-            (true, Some(pid)) => pid,
-        };
-        unified::write(pid, files).await?;
-    }
+    // Checked now, written after Docker's update: Docker (runc) rewrites
+    // the cgroup's memory files on an update, and would undo ours.
+    let unified_pid = match (files.first(), unified::host_is_v2(), c.pid()) {
+        (None, ..) => None,
+        (Some((key, _)), false, _) => {
+            return Err(Error::invalid(
+                "linux.unified",
+                format!("{key:?} is a cgroup v2 file; this node runs cgroup v1"),
+            ));
+        }
+        (Some(_), true, None) => {
+            return Err(Error::FailedPrecondition {
+                what: format!("container {id:?}"),
+                why: "is not running: its cgroup files cannot be written".into(),
+            });
+        }
+        (Some(_), true, Some(pid)) => Some(pid),
+    };
     if host.oom_score_adj.is_some() && host.oom_score_adj != current.oom_score_adj {
         return Err(Error::invalid(
             "linux.oom_score_adj",
@@ -435,6 +443,9 @@ pub async fn update_resources(
         ),
         other => other,
     })?;
+    if let Some(pid) = unified_pid {
+        unified::write(pid, files).await?;
+    }
     debug!(container = %full_id, "container resources updated");
     Ok(())
 }

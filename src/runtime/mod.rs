@@ -1,6 +1,7 @@
 //! `RuntimeService`: thin handlers that name the RPC's span and call the
 //! domain function of their area.
 
+pub mod apparmor;
 pub mod checkpoint;
 pub mod container;
 pub mod events;
@@ -87,7 +88,7 @@ impl RuntimeService for Cri {
         let span = debug_span!("rpc", method = "PodSandboxStatus", sandbox = %req.pod_sandbox_id);
         server::handle(
             span,
-            sandbox::status(&self.ctx, &req.pod_sandbox_id, req.verbose),
+            sandbox::status_with_containers(&self.ctx, &req.pod_sandbox_id, req.verbose),
         )
         .await
     }

@@ -18,11 +18,11 @@ use crate::error::{Error, Result};
 use crate::index::{Entry, View};
 use crate::network;
 use crate::proto::{
-    LinuxContainerResources, PodIp, PodSandbox, PodSandboxConfig, PodSandboxFilter,
-    PodSandboxNetworkStatus, PodSandboxStatusResponse, SecurityProfile,
+    ContainerStatus, LinuxContainerResources, PodIp, PodSandbox, PodSandboxConfig,
+    PodSandboxFilter, PodSandboxNetworkStatus, PodSandboxStatusResponse, SecurityProfile,
 };
 use crate::runtime::checkpoint::{self, SandboxCheckpoint};
-use crate::runtime::pause;
+use crate::runtime::{container, pause};
 
 /// Seconds a pod's containers get between SIGTERM and SIGKILL when the pod
 /// is stopped (kubelet has normally stopped them already, with the pod's
@@ -34,7 +34,7 @@ const STOP_GRACE_SECS: i64 = 10;
 struct Undo {
     container: Option<String>,
     checkpoint: Option<String>,
-    directory: Option<PathBuf>,
+    directory: Option<MadeDirs>,
 }
 
 impl Undo {
@@ -48,8 +48,8 @@ impl Undo {
         if let Some(id) = &self.checkpoint {
             let _ = checkpoint::remove(&ctx.config.root_directory, id);
         }
-        if let Some(dir) = &self.directory {
-            let _ = std::fs::remove_dir_all(dir);
+        if let Some(made) = &self.directory {
+            remove_made_dirs(made);
         }
     }
 }
@@ -70,6 +70,7 @@ pub async fn run(ctx: &Context, config: PodSandboxConfig, runtime_handler: &str)
         runtime,
         seccomp_localhost: seccomp.as_deref(),
         oom_score_adj: ctx.oom.clamp(SANDBOX_OOM_SCORE_ADJ),
+        cgroup_driver: ctx.docker.cgroup_driver().await?,
     };
     // Refuse bad input before anything is made.
     sandbox_body::create_body(&config, &inputs)?;
@@ -232,9 +233,18 @@ fn check_running<'a>(sandbox: Option<&'a Entry>, name: &str) -> Result<&'a Entry
     Ok(sandbox)
 }
 
-/// Creates `dir` (and missing parents); returns the topmost directory it
-/// made, for undo, or `None` when it existed.
-fn create_dir(dir: &Path) -> Result<Option<PathBuf>> {
+/// The log directory and the parents a failed `RunPodSandbox` created.
+#[derive(Debug, PartialEq)]
+struct MadeDirs {
+    /// The log directory itself.
+    leaf: PathBuf,
+    /// The topmost directory this call created (`leaf` or an ancestor).
+    topmost: PathBuf,
+}
+
+/// Creates `dir` (and missing parents); returns what it made, for undo, or
+/// `None` when it existed.
+fn create_dir(dir: &Path) -> Result<Option<MadeDirs>> {
     if dir.is_dir() {
         return Ok(None);
     }
@@ -247,7 +257,21 @@ fn create_dir(dir: &Path) -> Result<Option<PathBuf>> {
     }
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("creating log directory {}", dir.display()), e))?;
-    Ok(Some(topmost))
+    Ok(Some(MadeDirs {
+        leaf: dir.to_path_buf(),
+        topmost,
+    }))
+}
+
+/// Takes back the directories a failed `RunPodSandbox` made, leaf first,
+/// each only while it is empty: whatever another writer put there in the
+/// meantime stays, and so does every directory above it.
+fn remove_made_dirs(made: &MadeDirs) {
+    for dir in made.leaf.ancestors() {
+        if std::fs::remove_dir(dir).is_err() || dir == made.topmost {
+            break;
+        }
+    }
 }
 
 /// The same pod asked for twice: the running sandbox is the answer; a dead
@@ -463,7 +487,8 @@ pub async fn stop(ctx: &Context, id: &str) -> Result<()> {
 }
 
 /// `RemovePodSandbox`: removes every container of the pod, the pause
-/// container and the checkpoint. Unknown ids are success.
+/// container and the checkpoint (not the pod's log directory: kubelet's).
+/// Unknown ids are success.
 pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
     let sandbox = find(ctx, id).await?;
     let full_id = sandbox
@@ -500,16 +525,15 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
             .then(|| checkpoint::load(&ctx.config.root_directory, &full_id))
             .flatten(),
     };
-    let log_dir = saved
-        .as_ref()
-        .and_then(|c| c.config.as_ref())
-        .map(|c| c.log_directory.clone())
-        .filter(|d| sandbox_body::check_absolute_path("log_directory", d).is_ok());
-    // The pod's files go while Docker removes the pause container: work
+    // The pod's log directory is not ours to delete: kubelet names it and
+    // its garbage collector removes it once the pod is gone (containerd
+    // leaves it too). Deleting a path a request named could take anything
+    // on the node with it.
+    // The checkpoint goes while Docker removes the pause container: work
     // that waits on the disk (busy with Docker's own writes) stays off the
     // call's critical path and off the async workers.
     let root = ctx.config.root_directory.clone();
-    let files_removed = remove_pod_files(root.clone(), is_id.then(|| full_id.clone()), log_dir);
+    let files_removed = remove_checkpoint(root.clone(), is_id.then(|| full_id.clone()));
     if sandbox.is_none() {
         return files_removed.await;
     }
@@ -535,30 +559,59 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Deletes a removed pod's log directory and its checkpoint (on a blocking
-/// thread). Only the checkpoint's removal can fail the call: the log
-/// directory is kubelet's and a leftover one is only warned about.
-async fn remove_pod_files(
-    root: std::path::PathBuf,
-    checkpoint_of: Option<String>,
-    log_dir: Option<String>,
-) -> Result<()> {
+/// Deletes a removed pod's checkpoint (on a blocking thread).
+async fn remove_checkpoint(root: std::path::PathBuf, checkpoint_of: Option<String>) -> Result<()> {
     let removed = tokio::task::spawn_blocking(move || {
-        if let Some(dir) = log_dir {
-            match std::fs::remove_dir_all(&dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    warn!(dir, error = %e, "cannot remove the pod's log directory");
-                }
-                _ => {}
-            }
-        }
         checkpoint_of.map_or(Ok(()), |id| checkpoint::remove(&root, &id))
     })
     .await;
-    removed.map_err(|e| Error::Internal(format!("removing a pod's files: {e}")))?
+    removed.map_err(|e| Error::Internal(format!("removing a pod's checkpoint: {e}")))?
 }
 
-/// `PodSandboxStatus`; unknown ids are `NOT_FOUND`.
+/// `PodSandboxStatus` as kubelet reads it: the sandbox with the statuses
+/// of all its containers, stamped with the time up to which the answer is
+/// complete. kubelet's evented PLEG (`GetPodStatus`, 1.27–1.36) takes a
+/// pod's containers from this answer alone when `timestamp` is set, so an
+/// empty list would have it start them all again. While the index does
+/// not follow Docker the timestamp is 0: kubelet then asks for each
+/// container itself, and drops nothing for a later event.
+pub async fn status_with_containers(
+    ctx: &Context,
+    id: &str,
+    verbose: bool,
+) -> Result<PodSandboxStatusResponse> {
+    // Taken before anything is read: what follows holds at least that much.
+    let timestamp = ctx.index.complete_until().min(time::now_ns());
+    let mut reply = status(ctx, id, verbose).await?;
+    let pod_id = reply
+        .status
+        .as_ref()
+        .map(|s| s.id.clone())
+        .unwrap_or_default();
+    reply.containers_statuses = container_statuses(ctx, &pod_id).await?;
+    reply.timestamp = timestamp;
+    Ok(reply)
+}
+
+/// The statuses of sandbox `pod_id`'s app containers, as `ContainerStatus`
+/// reports them (one removed meanwhile is left out).
+async fn container_statuses(ctx: &Context, pod_id: &str) -> Result<Vec<ContainerStatus>> {
+    let ids = members(ctx, pod_id).await?;
+    let replies = join_all(ids.iter().map(|id| container::status(ctx, id, false))).await;
+    let mut statuses = Vec::with_capacity(replies.len());
+    for reply in replies {
+        match reply {
+            Ok(r) => statuses.extend(r.status),
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    statuses.sort_by_key(|s| s.created_at);
+    Ok(statuses)
+}
+
+/// The sandbox's own status; unknown ids are `NOT_FOUND`. Events use it
+/// too, with the containers they read themselves.
 pub async fn status(ctx: &Context, id: &str, verbose: bool) -> Result<PodSandboxStatusResponse> {
     let sandbox = find(ctx, id)
         .await?
@@ -670,4 +723,45 @@ pub async fn update_resources(
     ctx.index.settle(&ctx.docker, &full_id);
     debug!(sandbox = %full_id, "pod sandbox resources recorded");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_existing_log_directory_is_not_ours_to_undo() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("kept"), "x").unwrap();
+        assert_eq!(create_dir(dir.path()).unwrap(), None);
+        assert_eq!(create_dir(Path::new("/")).unwrap(), None);
+    }
+
+    #[test]
+    fn undo_removes_only_the_empty_directories_it_made() {
+        let base = tempfile::tempdir().unwrap();
+        let leaf = base.path().join("a/b/c");
+        let made = create_dir(&leaf).unwrap().unwrap();
+        assert_eq!(made.topmost, base.path().join("a"));
+        // Someone else wrote beside the leaf meanwhile: it and its parents stay.
+        std::fs::write(base.path().join("a/b/other"), "x").unwrap();
+        remove_made_dirs(&made);
+        assert!(!leaf.exists());
+        assert!(base.path().join("a/b/other").exists());
+
+        let made = create_dir(&base.path().join("d/e")).unwrap().unwrap();
+        remove_made_dirs(&made);
+        assert!(!base.path().join("d").exists());
+        assert!(base.path().exists(), "never above what it made");
+    }
+
+    #[test]
+    fn undo_keeps_a_leaf_that_is_no_longer_empty() {
+        let base = tempfile::tempdir().unwrap();
+        let leaf = base.path().join("pod");
+        let made = create_dir(&leaf).unwrap().unwrap();
+        std::fs::write(leaf.join("0.log"), "x").unwrap();
+        remove_made_dirs(&made);
+        assert!(leaf.join("0.log").exists());
+    }
 }

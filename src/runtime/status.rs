@@ -6,16 +6,15 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use bollard::models::{SystemInfo, SystemInfoCgroupDriverEnum};
+use bollard::models::SystemInfo;
 use tracing::info;
 
 use crate::config::NetworkPlugin;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::proto::{
-    CgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigResponse,
-    RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusResponse,
-    VersionResponse,
+    LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigResponse, RuntimeFeatures,
+    RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusResponse, VersionResponse,
 };
 
 /// The CRI request API version dockercri answers with (as dockershim did).
@@ -196,25 +195,13 @@ fn verbose_info(ctx: &Context, info: Option<&SystemInfo>) -> HashMap<String, Str
 
 /// `RuntimeConfig`: the cgroup driver dockerd uses, so kubelet can match it.
 pub async fn runtime_config(ctx: &Context) -> Result<RuntimeConfigResponse> {
-    let docker = ctx.docker.get().await?;
-    let info = docker
-        .info()
-        .await
-        .map_err(|e| ctx.docker.classify(e, "docker", "info"))?;
+    // The same answer the cgroup parents are converted by.
+    let driver = ctx.docker.cgroup_driver().await?;
     Ok(RuntimeConfigResponse {
         linux: Some(LinuxRuntimeConfiguration {
-            cgroup_driver: cgroup_driver(info.cgroup_driver) as i32,
+            cgroup_driver: driver as i32,
         }),
     })
-}
-
-/// Docker's cgroup driver in CRI terms. Docker without cgroups ("none",
-/// rootless) is closest to cgroupfs: kubelet then builds paths itself.
-pub fn cgroup_driver(docker: Option<SystemInfoCgroupDriverEnum>) -> CgroupDriver {
-    match docker {
-        Some(SystemInfoCgroupDriverEnum::SYSTEMD) => CgroupDriver::Systemd,
-        _ => CgroupDriver::Cgroupfs,
-    }
 }
 
 /// `UpdateRuntimeConfig`: remembers the pod CIDR (also across restarts).
@@ -382,19 +369,6 @@ mod tests {
             c.iter()
                 .all(|c| !c.status && c.message == "connection refused")
         );
-    }
-
-    #[test]
-    fn cgroup_driver_follows_docker() {
-        use SystemInfoCgroupDriverEnum as D;
-        for (docker, want) in [
-            (Some(D::SYSTEMD), CgroupDriver::Systemd),
-            (Some(D::CGROUPFS), CgroupDriver::Cgroupfs),
-            (Some(D::NONE), CgroupDriver::Cgroupfs),
-            (None, CgroupDriver::Cgroupfs),
-        ] {
-            assert_eq!(cgroup_driver(docker), want, "{docker:?}");
-        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Container and pod stats from the kernel's counters (cgroups, the pod's
 //! `/proc/<pid>/net/dev`), never from Docker's slow stats endpoint. CPU
-//! rates come from the previous sample of the same container.
+//! rates come from a short history of samples of the same container.
 
 pub mod cgroup;
+pub mod cpu_history;
 pub mod metrics;
 
 use std::collections::HashMap;
@@ -25,8 +26,8 @@ const LAYER_TTL: Duration = Duration::from_secs(10);
 /// What stats remember between calls.
 #[derive(Debug, Default)]
 pub struct StatsState {
-    /// id → (sample time ns, cumulative CPU ns) of the previous sample.
-    cpu: Mutex<HashMap<String, (i64, u64)>>,
+    /// Recent CPU samples by id, for rates over at least a second.
+    cpu: Mutex<cpu_history::CpuHistory>,
     /// id → (pid, cgroup paths): found once per process.
     paths: Mutex<HashMap<String, (i64, CgroupPaths)>>,
     /// upper dir → (when, bytes, inodes).
@@ -66,19 +67,17 @@ impl StatsState {
         self.cpu
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|k, _| keep(k));
+            .retain(keep);
     }
 
-    /// CPU usage with the rate since the previous sample of `key`.
+    /// CPU usage with the rate over at least the last second of `key`.
     pub fn cpu(&self, key: &str, now: i64, sample: &Sample) -> Option<CpuUsage> {
         let total = sample.cpu_ns?;
-        let mut prev = self.cpu.lock().unwrap_or_else(|p| p.into_inner());
-        let rate = prev.get(key).and_then(|(t, u)| {
-            let dt = u64::try_from(now - t).ok().filter(|d| *d > 0)?;
-            let du = total.checked_sub(*u)?;
-            Some((u128::from(du) * 1_000_000_000 / u128::from(dt)) as u64)
-        });
-        prev.insert(key.to_string(), (now, total));
+        let rate = self
+            .cpu
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .rate(key, now, total);
         Some(CpuUsage {
             timestamp: now,
             usage_core_nano_seconds: v(total),

@@ -137,6 +137,12 @@ impl Harness {
         self.channel = connect(&self.socket).await;
     }
 
+    /// Drops the connection and makes a new one, as a restarted kubelet
+    /// does.
+    pub async fn reconnect(&mut self) {
+        self.channel = connect(&self.socket).await;
+    }
+
     /// The RuntimeService client, as kubelet holds it.
     pub fn rt(&self) -> RuntimeServiceClient<Channel> {
         RuntimeServiceClient::new(self.channel.clone())
