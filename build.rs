@@ -3,7 +3,6 @@
 //! built-in pause program that dockercri carries (`pause/pause.c`).
 
 use std::path::PathBuf;
-use std::process::Command;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/runtime/v1/api.proto");
@@ -14,17 +13,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_fds(fds)?;
 
     println!("cargo:rerun-if-changed=pause/pause.c");
-    println!("cargo:rerun-if-env-changed=CC");
     let out = PathBuf::from(std::env::var("OUT_DIR")?).join("pause");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let status = Command::new(&cc)
-        .args(["-static", "-Os", "-s", "-Wall", "-o"])
+    // The cc crate picks the C compiler and its flags for TARGET (CC_<target>,
+    // TARGET_CC, CFLAGS...), so a cross build embeds a pause program of the
+    // target's architecture. It builds libraries only: take its compiler and
+    // link the one static executable ourselves.
+    let compiler = cc::Build::new()
+        .cargo_metadata(false)
+        .opt_level_str("s")
+        .debug(false)
+        .pic(false)
+        .warnings(true)
+        .try_get_compiler()?;
+    let status = compiler
+        .to_command()
+        .args(["-static", "-s", "-o"])
         .arg(&out)
         .arg("pause/pause.c")
         .status()
-        .map_err(|e| format!("cannot run the C compiler {cc:?} for pause/pause.c: {e}"))?;
+        .map_err(|e| {
+            format!(
+                "cannot run the C compiler {:?} for pause/pause.c: {e}",
+                compiler.path()
+            )
+        })?;
     if !status.success() {
-        return Err(format!("building pause/pause.c with {cc:?} failed ({status}); a static libc (libc6-dev) is needed").into());
+        return Err(format!(
+            "building pause/pause.c with {:?} failed ({status}); a static libc for the target (libc6-dev) is needed",
+            compiler.path()
+        )
+        .into());
     }
     Ok(())
 }

@@ -9,9 +9,10 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 
 need_pkgs=()
 # containernetworking-plugins (in /usr/lib/cni), iptables (portmap,
-# firewall) and iproute2: the CNI pod-network tests.
+# firewall) and iproute2: the CNI pod-network tests. strace: the test that
+# checkpoints are fsynced.
 for pkg in docker.io busybox-static docker-registry apache2-utils curl systemd tar \
-  containernetworking-plugins iptables iproute2; do
+  containernetworking-plugins iptables iproute2 strace; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then

@@ -68,6 +68,10 @@ pub struct Flags {
     /// Log filter: error, warn, info, debug, trace, or a RUST_LOG directive.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// Log lines as plain text (coloured only on a terminal), or one JSON
+    /// object per line for log shippers.
+    #[arg(long, value_name = "text|json")]
+    pub log_format: Option<String>,
     /// Group that owns the CRI socket (default: docker if it exists, else root).
     #[arg(long, value_name = "GROUP")]
     pub socket_group: Option<String>,
@@ -103,6 +107,7 @@ struct FileConfig {
     cni_conf_dir: Option<PathBuf>,
     cni_cache_dir: Option<PathBuf>,
     log_level: Option<String>,
+    log_format: Option<String>,
     socket_group: Option<String>,
     image_pull_progress_deadline: Option<String>,
     restrict_oom_score_adj: Option<bool>,
@@ -119,12 +124,32 @@ pub enum Listen {
     Systemd,
 }
 
+/// The endpoint as the flag takes it: `unix:///run/dockercri.sock`, `fd://`.
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Unix(path) => write!(f, "unix://{}", path.display()),
+            Listen::Systemd => f.write_str("fd://"),
+        }
+    }
+}
+
 /// How dockercri reaches Docker Engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DockerEndpoint {
     Unix(PathBuf),
     /// `tcp://host:port`, plain HTTP.
     Tcp(String),
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines; ANSI colours only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Pod networking mode.
@@ -150,6 +175,7 @@ pub struct Config {
     pub cni_conf_dir: PathBuf,
     pub cni_cache_dir: PathBuf,
     pub log_level: Option<String>,
+    pub log_format: LogFormat,
     /// `None`: docker if that group exists, else root.
     pub socket_group: Option<String>,
     pub image_pull_progress_deadline: Duration,
@@ -273,6 +299,13 @@ impl Config {
             tracing_subscriber::EnvFilter::try_new(level)
                 .map_err(|e| invalid("log-level", level, e.to_string()))?;
         }
+        let log_format = match flags.log_format.or(file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid("log-format", other, "expected text or json"));
+            }
+        };
         let pull_deadline = flags
             .image_pull_progress_deadline
             .or(file.image_pull_progress_deadline)
@@ -337,6 +370,7 @@ impl Config {
                 .or(file.cni_cache_dir)
                 .unwrap_or_else(|| "/var/lib/cni/cache".into()),
             log_level,
+            log_format,
             socket_group: flags.socket_group.or(file.socket_group),
             image_pull_progress_deadline: parse_duration(&pull_deadline)
                 .map_err(|why| invalid("image-pull-progress-deadline", &pull_deadline, why))?,
@@ -403,8 +437,24 @@ fn parse_docker_endpoint(endpoint: &str) -> Result<DockerEndpoint, ConfigError> 
 }
 
 /// Parses Go-style durations as cri-dockerd's flags take them: `90s`, `1m`,
-/// `1m30s`, `500ms`, `2h`; a bare number is seconds.
+/// `1m30s`, `500ms`, `2h`; a bare number is seconds. Go's limit (about 292
+/// years) is the longest: past it a duration is an error, never a panic, and
+/// no timer or deadline built from it can overflow a clock.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = sum_duration(text)?;
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "{text:?} is too long a duration (at most {}h)",
+            MAX_DURATION.as_secs() / 3600
+        ));
+    }
+    Ok(duration)
+}
+
+/// Go's `time.Duration` maximum: 2^63 - 1 nanoseconds.
+const MAX_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
+
+fn sum_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text.is_empty() {
         return Err("empty duration".into());
@@ -435,7 +485,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" => 3600.0,
             _ => return Err(format!("unknown unit {unit:?} (use ms, s, m or h)")),
         };
-        total += Duration::from_secs_f64(value * scale);
+        let too_long = || format!("{text:?} is too long a duration");
+        let part = Duration::try_from_secs_f64(value * scale).map_err(|_| too_long())?;
+        total = total.checked_add(part).ok_or_else(too_long)?;
         rest = next;
     }
     Ok(total)
@@ -562,8 +614,61 @@ mod tests {
     }
 
     #[test]
+    fn durations_too_long_are_errors_not_panics() {
+        for huge in [
+            "99999999999999999999h",
+            "18446744073709551615s1s",
+            "5124095576030431h1h",
+            "2562047788015215h",
+            "2562048h",
+            "9223372037s",
+            "1e400h",
+            "99999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999h",
+        ] {
+            assert!(parse_duration(huge).is_err(), "{huge}");
+        }
+        assert!(parse_duration("2562047h").is_ok(), "Go's longest");
+        let err = Config::load(flags(&["--shutdown-grace-period", "99999999999999999999h"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("shutdown-grace-period"), "{err}");
+        for key in ["image-pull-progress-deadline", "index-resync-period"] {
+            let text = format!("{key} = \"99999999999999999999h\"");
+            let err = Config::from_toml(Flags::default(), Path::new("x.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
     fn systemd_activation_endpoint() {
         let c = Config::load(flags(&["--container-runtime-endpoint", "fd://"])).unwrap();
         assert_eq!(c.listen, Listen::Systemd);
+        assert_eq!(c.listen.to_string(), "fd://");
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        assert_eq!(
+            Config::load(flags(&[])).unwrap().log_format,
+            LogFormat::Text
+        );
+        let c = Config::load(flags(&["--log-format", "json"])).unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        let c = Config::from_toml(
+            Flags::default(),
+            Path::new("x.toml"),
+            "log-format = \"text\"",
+        );
+        assert_eq!(c.unwrap().log_format, LogFormat::Text);
+        let err = Config::load(flags(&["--log-format", "logfmt"])).unwrap_err();
+        assert!(err.to_string().contains("log-format"), "{err}");
+    }
+
+    #[test]
+    fn the_endpoint_shows_as_its_url() {
+        let c = Config::load(flags(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_ENDPOINT);
     }
 }

@@ -38,6 +38,11 @@ pub enum DaemonError {
 
 /// Runs dockercri until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
+    // Before the socket exists: a client may connect, and send a signal, as
+    // soon as it does, and a signal without a handler kills at once,
+    // leaving the socket file behind.
+    let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
     let root = config.root_directory.clone();
     std::fs::create_dir_all(&root)
         .and_then(|()| std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711)))
@@ -56,8 +61,6 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     ctx.streaming.set_base_url(streaming.base_url().to_string());
 
     let stop = CancellationToken::new();
-    let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
 
     // Say hello to dockerd early so the log tells the operator at once, and
     // pick up the logs of containers that ran on while we were away.

@@ -48,6 +48,9 @@ pub enum Error {
     },
     #[error("{what}: too many requests in flight")]
     ResourceExhausted { what: String },
+    /// A CRI call dockercri does not carry out, and why.
+    #[error("{method} is not implemented by dockercri: {why}")]
+    Unimplemented { method: &'static str, why: String },
     #[error("{what}: {source}")]
     Docker {
         what: String,
@@ -107,6 +110,7 @@ impl Error {
             Error::DeadlineExceeded { .. } | Error::PullStalled { .. } => Code::DeadlineExceeded,
             Error::AuthenticationFailed { .. } => Code::Unauthenticated,
             Error::ResourceExhausted { .. } => Code::ResourceExhausted,
+            Error::Unimplemented { .. } => Code::Unimplemented,
             Error::Docker { .. }
             | Error::Network { .. }
             | Error::Io { .. }
@@ -150,6 +154,13 @@ mod tests {
             (
                 Error::ResourceExhausted { what: "x".into() },
                 Code::ResourceExhausted,
+            ),
+            (
+                Error::Unimplemented {
+                    method: "CheckpointContainer",
+                    why: "w".into(),
+                },
+                Code::Unimplemented,
             ),
             (
                 Error::Docker {

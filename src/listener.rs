@@ -3,7 +3,7 @@
 //! or the socket systemd passes in through socket activation.
 
 use std::io::ErrorKind;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -167,18 +167,10 @@ fn from_systemd() -> Result<Bound, ListenError> {
     if fds.len() > 0 {
         warn!("systemd passed more than one socket; serving on the first");
     }
-    let kind = nix::sys::socket::getsockopt(
-        // SAFETY: `fd` was handed to this process by systemd and stays open;
-        // we only borrow it for the check.
-        &unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
-        nix::sys::socket::sockopt::SockType,
-    )
-    .map_err(|e| ListenError::Activation(format!("fd {fd} is not a socket: {e}")))?;
-    if kind != nix::sys::socket::SockType::Stream {
-        return Err(ListenError::Activation(format!(
-            "fd {fd} is not a stream socket"
-        )));
-    }
+    // SAFETY: `fd` was handed to this process by systemd and stays open;
+    // we only borrow it for the check.
+    check_unix_stream(unsafe { BorrowedFd::borrow_raw(fd) })
+        .map_err(|why| ListenError::Activation(format!("fd {fd} passed by systemd: {why}")))?;
     // SAFETY: systemd passed this fd to us alone; from here the listener owns it.
     let std_listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
     std_listener
@@ -193,9 +185,56 @@ fn from_systemd() -> Result<Bound, ListenError> {
     })
 }
 
+/// CRI is served on a unix stream socket only: a TCP or datagram socket
+/// from a mistaken `.socket` unit is refused before anything is served.
+fn check_unix_stream(fd: BorrowedFd<'_>) -> Result<(), String> {
+    use nix::sys::socket::{AddressFamily, SockType, SockaddrLike, SockaddrStorage, sockopt};
+    let kind = nix::sys::socket::getsockopt(&fd, sockopt::SockType)
+        .map_err(|e| format!("not a socket: {e}"))?;
+    let address = nix::sys::socket::getsockname::<SockaddrStorage>(fd.as_raw_fd())
+        .map_err(|e| format!("cannot read its address: {e}"))?;
+    match address.family() {
+        Some(AddressFamily::Unix) => {}
+        family => {
+            return Err(format!(
+                "not a unix socket (address family {family:?}, address {address}); \
+                 set ListenStream= to a path in the .socket unit"
+            ));
+        }
+    }
+    if kind != SockType::Stream {
+        return Err(format!("not a stream socket ({kind:?}); use ListenStream="));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn only_a_unix_stream_socket_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let unix = std::os::unix::net::UnixListener::bind(dir.path().join("s")).unwrap();
+        assert_eq!(check_unix_stream(unix.as_fd()), Ok(()));
+
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let why = check_unix_stream(tcp.as_fd()).unwrap_err();
+        assert!(why.contains("not a unix socket"), "{why}");
+
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let why = check_unix_stream(udp.as_fd()).unwrap_err();
+        assert!(why.contains("not a unix socket"), "{why}");
+
+        let datagram = std::os::unix::net::UnixDatagram::bind(dir.path().join("d")).unwrap();
+        let why = check_unix_stream(datagram.as_fd()).unwrap_err();
+        assert!(why.contains("not a stream socket"), "{why}");
+
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let why = check_unix_stream(file.as_fd()).unwrap_err();
+        assert!(why.contains("not a socket"), "{why}");
+    }
 
     #[tokio::test]
     async fn a_regular_file_is_never_removed() {

@@ -4,8 +4,10 @@
 
 use std::process::ExitCode;
 
+use std::io::IsTerminal;
+
 use clap::Parser;
-use dockercri::config::{Config, Flags};
+use dockercri::config::{Config, Flags, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -17,7 +19,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(config.log_level.as_deref());
+    init_tracing(config.log_level.as_deref(), config.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -38,14 +40,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--log-level` wins; else `RUST_LOG`; else `info`.
-fn init_tracing(level: Option<&str>) {
+/// `--log-level` wins; else `RUST_LOG`; else `info`. Lines go to stderr:
+/// coloured text on a terminal only (journald and files get plain text),
+/// or JSON lines with `--log-format json`.
+fn init_tracing(level: Option<&str>, format: LogFormat) {
     let filter = level
         .and_then(|l| EnvFilter::try_new(l).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }

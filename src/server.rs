@@ -51,7 +51,10 @@ where
                 let status = Status::from(err);
                 match status.code() {
                     Code::NotFound => tracing::debug!(error = status.message(), "rpc failed"),
-                    Code::InvalidArgument | Code::FailedPrecondition | Code::AlreadyExists => {
+                    Code::InvalidArgument
+                    | Code::FailedPrecondition
+                    | Code::AlreadyExists
+                    | Code::Unimplemented => {
                         tracing::info!(error = status.message(), "rpc refused")
                     }
                     Code::Unavailable
@@ -68,11 +71,6 @@ where
     }
     .instrument(span)
     .await
-}
-
-/// The answer for RPCs that later work items implement.
-pub fn not_implemented(method: &str) -> Status {
-    Status::unimplemented(format!("{method} is not implemented by dockercri yet"))
 }
 
 /// Serves CRI on `listener` until `stop` resolves; then stops accepting and

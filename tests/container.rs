@@ -1,6 +1,7 @@
 //! App containers through CRI: lifecycle, exit reasons, OOM, config seen
 //! from inside through the kubelet log, mounts and propagation, security
-//! context, stop timeouts, remove, list filters and resource updates.
+//! context, stop timeouts, remove, list filters (ListContainers and
+//! StreamContainers) and resource updates.
 
 mod common;
 
@@ -12,7 +13,7 @@ use dockercri::proto::{
     Capability, ContainerFilter, ContainerState, ContainerStateValue, Int64Value, KeyValue,
     LinuxContainerResources, LinuxContainerSecurityContext, ListContainersRequest, Mount,
     MountPropagation, RemoveContainerRequest, SecurityProfile, StopContainerRequest,
-    UpdateContainerResourcesRequest, security_profile::ProfileType,
+    StreamContainersRequest, UpdateContainerResourcesRequest, security_profile::ProfileType,
 };
 use tonic::Code;
 
@@ -628,20 +629,34 @@ async fn list_applies_every_filter() {
         .await
         .unwrap();
 
+    // ListContainers and StreamContainers give the same containers, whole.
     let list = |f: ContainerFilter| {
         let mut rt = h.rt();
         async move {
-            let mut ids: Vec<String> = rt
-                .list_containers(ListContainersRequest { filter: Some(f) })
+            let mut listed = rt
+                .list_containers(ListContainersRequest {
+                    filter: Some(f.clone()),
+                })
                 .await
                 .unwrap()
                 .into_inner()
-                .containers
-                .into_iter()
-                .map(|c| c.id)
-                .collect();
-            ids.sort();
-            ids
+                .containers;
+            let mut stream = rt
+                .stream_containers(StreamContainersRequest { filter: Some(f) })
+                .await
+                .unwrap()
+                .into_inner();
+            let mut streamed = Vec::new();
+            while let Some(batch) = stream.message().await.unwrap() {
+                streamed.extend(batch.containers);
+            }
+            listed.sort_by(|a, b| a.id.cmp(&b.id));
+            streamed.sort_by(|a, b| a.id.cmp(&b.id));
+            assert_eq!(
+                listed, streamed,
+                "StreamContainers differs from ListContainers"
+            );
+            listed.into_iter().map(|c| c.id).collect::<Vec<_>>()
         }
     };
     let mine = ContainerFilter {
@@ -696,6 +711,24 @@ async fn list_applies_every_filter() {
         .await,
         std::slice::from_ref(&running)
     );
+    // Names and pods as created, through the stream too.
+    let mut stream = h
+        .rt()
+        .stream_containers(StreamContainersRequest {
+            filter: Some(ContainerFilter {
+                id: other.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let batch = stream.message().await.unwrap().expect("one batch");
+    assert_eq!(batch.containers.len(), 1, "{batch:?}");
+    let b1 = &batch.containers[0];
+    assert_eq!(b1.metadata.as_ref().unwrap().name, "b1");
+    assert_eq!(b1.pod_sandbox_id, pod_b.id);
+    assert!(stream.message().await.unwrap().is_none());
     // Sandboxes are not containers.
     assert!(!list(mine).await.contains(&pod_a.id));
 }
@@ -818,10 +851,52 @@ async fn bad_configs_get_the_right_code_and_leave_nothing() {
         container_path: "relative".into(),
         ..Default::default()
     }];
+    let mut bad_add = container_config(&h, "x", "true");
+    secure(
+        &mut bad_add,
+        LinuxContainerSecurityContext {
+            capabilities: Some(Capability {
+                add_capabilities: vec!["cap_net_admin".into(), "NET_ADMN".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    let mut bad_drop = container_config(&h, "x", "true");
+    secure(
+        &mut bad_drop,
+        LinuxContainerSecurityContext {
+            capabilities: Some(Capability {
+                drop_capabilities: vec!["all".into(), "CAP_SYS_TYPO".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    // Passes dockercri's checks; Docker answers 400.
+    let mut tiny = container_config(&h, "x", "true");
+    limit(
+        &mut tiny,
+        LinuxContainerResources {
+            memory_limit_in_bytes: 1,
+            ..Default::default()
+        },
+    );
     for (config, code, needle) in [
         (no_meta, Code::InvalidArgument, "metadata"),
         (bad_image, Code::NotFound, "no-such-image"),
         (bad_mount, Code::InvalidArgument, "container_path"),
+        (
+            bad_add,
+            Code::InvalidArgument,
+            "capabilities.add_capabilities: unknown capability \"NET_ADMN\"",
+        ),
+        (
+            bad_drop,
+            Code::InvalidArgument,
+            "capabilities.drop_capabilities: unknown capability \"CAP_SYS_TYPO\"",
+        ),
+        (tiny, Code::InvalidArgument, "Minimum memory limit"),
     ] {
         let err = h.try_create(&pod, config).await.unwrap_err();
         assert_eq!(err.code(), code, "{err:?}");

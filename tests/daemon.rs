@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use dockercri::proto::{
-    CgroupDriver, NetworkConfig, RuntimeConfig, RuntimeConfigRequest, StatusRequest,
-    UpdateRuntimeConfigRequest, VersionRequest,
+    CgroupDriver, CheckpointContainerRequest, NetworkConfig, RuntimeConfig, RuntimeConfigRequest,
+    StatusRequest, UpdateRuntimeConfigRequest, VersionRequest,
 };
 use tonic::Code;
 
@@ -215,6 +215,69 @@ async fn status_is_ready_with_a_live_dockerd() {
     assert_eq!(
         config["podInfraContainerImage"],
         "registry.k8s.io/pause:3.10"
+    );
+    // The endpoint as the flag takes it, not a Rust debug string.
+    assert_eq!(
+        config["containerRuntimeEndpoint"],
+        format!("unix://{}", h.socket.display()),
+        "{config}"
+    );
+}
+
+/// Features are what the connected Docker can do: recursive read-only
+/// mounts from API 1.44 (Docker 25) on; Docker 20.10 (API 1.41) has none.
+#[tokio::test]
+async fn status_features_follow_dockers_api_version() {
+    let h = Harness::start().await;
+    let engine = common::docker().await.version().await.unwrap();
+    let api = engine.api_version.unwrap();
+    let (major, minor) = api.split_once('.').unwrap();
+    let api: (usize, usize) = (major.parse().unwrap(), minor.parse().unwrap());
+    let want = api >= (1, 44);
+    let s = h
+        .rt()
+        .status(StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!s.runtime_handlers.is_empty());
+    for handler in &s.runtime_handlers {
+        let features = handler.features.as_ref().unwrap();
+        assert_eq!(
+            features.recursive_read_only_mounts, want,
+            "API {api:?}, handler {:?}",
+            handler.name
+        );
+    }
+}
+
+/// The one RPC dockercri does not carry out answers UNIMPLEMENTED through
+/// the RPC wrapper: its span and log line name the call.
+#[tokio::test]
+async fn checkpoint_container_is_unimplemented_and_logged() {
+    let mut h = Harness::start().await;
+    let err = h
+        .rt()
+        .checkpoint_container(CheckpointContainerRequest {
+            container_id: "checkpointme".into(),
+            location: "/tmp/checkpoint.tar".into(),
+            timeout: 10,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+    assert!(
+        err.message()
+            .contains("CheckpointContainer is not implemented by dockercri"),
+        "{err:?}"
+    );
+    assert_eq!(h.terminate().await.code(), Some(0));
+    let log = h.logs();
+    assert!(
+        log.lines().any(|l| l.contains("CheckpointContainer")
+            && l.contains("checkpointme")
+            && l.contains("rpc refused")),
+        "{log}"
     );
 }
 
@@ -485,6 +548,44 @@ async fn sigterm_removes_the_socket_and_exits_zero() {
     assert!(h.logs().contains("SIGTERM"), "{}", h.logs());
 }
 
+/// Logs to a file or journald (not a terminal) are plain text: no ANSI
+/// colour escapes.
+#[tokio::test]
+async fn logs_to_a_file_carry_no_colour_escapes() {
+    let mut h = Harness::start().await;
+    h.rt().version(VersionRequest::default()).await.unwrap();
+    assert_eq!(h.terminate().await.code(), Some(0));
+    let log = h.logs();
+    assert!(log.contains("dockercri stopped"), "{log}");
+    assert!(!log.contains("\x1b["), "{log:?}");
+}
+
+/// `--log-format json`: one JSON object per line, for log shippers.
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let mut h = Harness::start_with(&["--log-format", "json"]).await;
+    h.rt().version(VersionRequest::default()).await.unwrap();
+    assert_eq!(h.terminate().await.code(), Some(0));
+    let log = h.logs();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert!(lines.len() > 2, "{log}");
+    for line in &lines {
+        assert!(
+            line["level"].is_string() && line["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "dockercri stopped"),
+        "{log}"
+    );
+}
+
 #[tokio::test]
 async fn sigint_also_shuts_down_cleanly() {
     let h = Harness::start().await;
@@ -543,6 +644,38 @@ async fn systemd_socket_activation_and_readiness() {
     assert!(log.contains("passed by systemd"), "{log}");
 }
 
+#[tokio::test]
+async fn a_tcp_socket_from_systemd_is_refused_clearly() {
+    let dir = tempdir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    let mut child = Command::new("systemd-socket-activate")
+        .args(["-l", &address])
+        .arg(binary())
+        .args(["--container-runtime-endpoint", "fd://", "--root-directory"])
+        .arg(dir.path().join("root"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("systemd-socket-activate (Debian package systemd)");
+    // The first connection makes systemd-socket-activate exec dockercri.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(&address).await.is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {address}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = wait_async(&mut child, Duration::from_secs(10)).await;
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("not a unix socket"), "{log}");
+}
+
 #[test]
 fn fd_endpoint_without_systemd_fails_clearly() {
     let (status, log) = run_to_exit(&["--container-runtime-endpoint", "fd://"]);
@@ -571,6 +704,18 @@ fn bad_flags_fail_with_a_message_that_names_them() {
             &["--config", "/nonexistent/dockercri.toml"],
             "/nonexistent/dockercri.toml",
         ),
+        (
+            &["--shutdown-grace-period", "99999999999999999999h"],
+            "shutdown-grace-period",
+        ),
+        (
+            &["--image-pull-progress-deadline", "5124095576030431h1h"],
+            "image-pull-progress-deadline",
+        ),
+        (
+            &["--index-resync-period", "2562047788015215h"],
+            "index-resync-period",
+        ),
     ];
     for (args, needle) in cases {
         let (status, log) = run_to_exit(args);
@@ -595,6 +740,11 @@ fn bad_config_files_fail_with_a_message_that_names_the_problem() {
             "restrict-oom-score-adj",
         ),
         ("value.toml", "network-plugin = \"weave\"", "network-plugin"),
+        (
+            "huge.toml",
+            "shutdown-grace-period = \"99999999999999999999h\"",
+            "shutdown-grace-period",
+        ),
     ];
     for (name, text, needle) in cases {
         let path = dir.path().join(name);

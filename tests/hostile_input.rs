@@ -594,6 +594,11 @@ fn check_container(
             if let Some(adj) = host.oom_score_adj {
                 prop_assert!(adj >= -500, "oom_score_adj {} below the floor", adj);
             }
+            let known =
+                |c: &String| c == "ALL" || format!("CAP_{c}").parse::<caps::Capability>().is_ok();
+            for cap in host.cap_add.iter().chain(host.cap_drop.iter()).flatten() {
+                prop_assert!(known(cap), "capability {:?} went to Docker", cap);
+            }
         }
     }
     Ok(())

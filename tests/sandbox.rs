@@ -304,18 +304,37 @@ async fn a_remove_docker_refuses_keeps_the_checkpoint_and_a_retry_removes_all() 
     let h = Harness::start().await;
     let id = h.pod("refused").await.id;
     h.stop_pod(&id).await;
-    // An immutable file in the container's directory makes Docker's remove fail.
-    let pinned = format!("/var/lib/docker/containers/{id}/hostconfig.json");
+    // An immutable file in the container's directory makes Docker's remove
+    // fail. The directory is under Docker's own root, wherever it is.
+    let root = docker()
+        .await
+        .info()
+        .await
+        .unwrap()
+        .docker_root_dir
+        .expect("docker info names DockerRootDir");
+    let pinned = format!("{root}/containers/{id}/hostconfig.json");
+    assert!(
+        std::path::Path::new(&pinned).exists(),
+        "{pinned} missing: is DockerRootDir {root} this machine's?"
+    );
     let chattr = |flag: &str| {
-        std::process::Command::new("chattr")
+        let out = std::process::Command::new("chattr")
             .args([flag, &pinned])
-            .status()
-            .is_ok_and(|s| s.success())
+            .output()
+            .expect("chattr (Debian package e2fsprogs)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
-    if !chattr("+i") {
-        eprintln!("skipped: chattr +i does not work on /var/lib/docker here");
-        return;
-    }
+    let (pinned_ok, why) = chattr("+i");
+    assert!(
+        pinned_ok,
+        "this machine cannot run the test: `chattr +i {pinned}` failed ({why}); it needs \
+         Docker's root on a filesystem with the immutable attribute (ext4, xfs, btrfs) \
+         and CAP_LINUX_IMMUTABLE"
+    );
     let remove = || async {
         h.rt()
             .remove_pod_sandbox(RemovePodSandboxRequest {
@@ -326,7 +345,7 @@ async fn a_remove_docker_refuses_keeps_the_checkpoint_and_a_retry_removes_all() 
     let refused = remove().await;
     let unpinned = chattr("-i");
     assert!(refused.is_err(), "Docker's remove was refused");
-    assert!(unpinned);
+    assert!(unpinned.0, "chattr -i {pinned}: {}", unpinned.1);
     let checkpoint = h.root.join("sandboxes").join(&id);
     assert!(
         checkpoint.exists(),

@@ -1,5 +1,6 @@
 //! Container and pod stats read from the kernel: CPU that rises and a rate,
-//! memory within its limit, a stopped container, pod network bytes, filters.
+//! memory within its limit, a stopped container, pod network bytes, filters;
+//! the list and stream RPCs of container and pod stats.
 
 mod common;
 
@@ -9,8 +10,9 @@ use std::time::Duration;
 use common::pods::*;
 use common::*;
 use dockercri::proto::{
-    ContainerStatsFilter, ContainerStatsRequest, LinuxContainerResources,
-    ListContainerStatsRequest, PodSandboxStatsRequest,
+    ContainerStats, ContainerStatsFilter, ContainerStatsRequest, LinuxContainerResources,
+    ListContainerStatsRequest, ListPodSandboxStatsRequest, PodSandboxStats, PodSandboxStatsFilter,
+    PodSandboxStatsRequest, StreamContainerStatsRequest, StreamPodSandboxStatsRequest,
 };
 use tonic::Code;
 
@@ -212,6 +214,237 @@ async fn pod_stats_count_network_bytes_and_hold_the_containers() {
     assert!(linux.memory.unwrap().working_set_bytes.unwrap().value > 0);
     assert!(linux.process.unwrap().process_count.unwrap().value >= 2);
     assert_eq!(after.attributes.unwrap().metadata.unwrap().name, "net");
+}
+
+/// Container stats sorted by container name.
+fn by_name(mut stats: Vec<ContainerStats>) -> Vec<ContainerStats> {
+    stats.sort_by_key(|s| name_of(s).to_string());
+    stats
+}
+
+fn name_of(s: &ContainerStats) -> &str {
+    &s.attributes
+        .as_ref()
+        .unwrap()
+        .metadata
+        .as_ref()
+        .unwrap()
+        .name
+}
+
+fn cpu_and_memory(s: &ContainerStats) -> (u64, u64) {
+    (
+        s.cpu
+            .as_ref()
+            .unwrap()
+            .usage_core_nano_seconds
+            .unwrap()
+            .value,
+        s.memory.as_ref().unwrap().working_set_bytes.unwrap().value,
+    )
+}
+
+async fn stream_container_stats(h: &Harness, filter: ContainerStatsFilter) -> Vec<ContainerStats> {
+    let mut stream = h
+        .rt()
+        .stream_container_stats(StreamContainerStatsRequest {
+            filter: Some(filter),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut all = Vec::new();
+    while let Some(batch) = stream.message().await.unwrap() {
+        all.extend(batch.container_stats);
+    }
+    by_name(all)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stream_container_stats_filters_and_reports_usage() {
+    let h = Harness::start().await;
+    let busy = h.pod("sbusy").await;
+    let idle = h.pod("sidle").await;
+    let burn = h
+        .start_container(
+            &busy,
+            container_config(&h, "burn", "while true; do :; done"),
+        )
+        .await;
+    let nap = h
+        .start_container(&idle, container_config(&h, "nap", "sleep 600"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Every container of this test (others' are left out by the label).
+    let all = stream_container_stats(
+        &h,
+        ContainerStatsFilter {
+            label_selector: h.labels(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let ids: Vec<&str> = all
+        .iter()
+        .map(|s| s.attributes.as_ref().unwrap().id.as_str())
+        .collect();
+    assert_eq!(ids, [burn.as_str(), nap.as_str()]);
+    assert_eq!(name_of(&all[0]), "burn");
+    let (cpu, memory) = cpu_and_memory(&all[0]);
+    assert!(cpu > 0, "a busy loop for 0.5 s: {cpu} ns");
+    assert!(memory > 0);
+
+    // By pod, by id.
+    let in_idle = stream_container_stats(
+        &h,
+        ContainerStatsFilter {
+            pod_sandbox_id: idle.id.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(in_idle.len(), 1, "{in_idle:?}");
+    assert_eq!(in_idle[0].attributes.as_ref().unwrap().id, nap);
+    assert_eq!(name_of(&in_idle[0]), "nap");
+    let one = stream_container_stats(
+        &h,
+        ContainerStatsFilter {
+            id: burn.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(one.len(), 1, "{one:?}");
+    assert_eq!(one[0].attributes.as_ref().unwrap().id, burn);
+    let none = stream_container_stats(
+        &h,
+        ContainerStatsFilter {
+            id: "0123456789abcdef".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(none.is_empty(), "{none:?}");
+}
+
+fn pod_name(s: &PodSandboxStats) -> &str {
+    &s.attributes
+        .as_ref()
+        .unwrap()
+        .metadata
+        .as_ref()
+        .unwrap()
+        .name
+}
+
+/// `ListPodSandboxStats` and `StreamPodSandboxStats` answer the same pods,
+/// filtered by id and labels, with their CPU, memory and containers.
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_sandbox_stats_list_and_stream_filter_and_report_usage() {
+    let h = Harness::start().await;
+    let busy = h.pod("pbusy").await;
+    let idle = h.pod("pidle").await;
+    let burn = h
+        .start_container(
+            &busy,
+            container_config(&h, "burn", "while true; do :; done"),
+        )
+        .await;
+    h.start_container(&idle, container_config(&h, "nap", "sleep 600"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let list = |filter: PodSandboxStatsFilter| {
+        let mut rt = h.rt();
+        async move {
+            let mut stats = rt
+                .list_pod_sandbox_stats(ListPodSandboxStatsRequest {
+                    filter: Some(filter),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .stats;
+            stats.sort_by_key(|s| pod_name(s).to_string());
+            stats
+        }
+    };
+    let stream = |filter: PodSandboxStatsFilter| {
+        let mut rt = h.rt();
+        async move {
+            let mut stream = rt
+                .stream_pod_sandbox_stats(StreamPodSandboxStatsRequest {
+                    filter: Some(filter),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let mut stats = Vec::new();
+            while let Some(batch) = stream.message().await.unwrap() {
+                stats.extend(batch.pod_sandbox_stats);
+            }
+            stats.sort_by_key(|s| pod_name(s).to_string());
+            stats
+        }
+    };
+    let mine = PodSandboxStatsFilter {
+        label_selector: h.labels(),
+        ..Default::default()
+    };
+    for (rpc, stats) in [
+        ("ListPodSandboxStats", list(mine.clone()).await),
+        ("StreamPodSandboxStats", stream(mine.clone()).await),
+    ] {
+        let names: Vec<&str> = stats.iter().map(pod_name).collect();
+        assert_eq!(names, ["pbusy", "pidle"], "{rpc}");
+        let busy_stats = &stats[0];
+        assert_eq!(busy_stats.attributes.as_ref().unwrap().id, busy.id, "{rpc}");
+        let linux = busy_stats.linux.as_ref().unwrap();
+        let cpu = linux
+            .cpu
+            .as_ref()
+            .unwrap()
+            .usage_core_nano_seconds
+            .unwrap()
+            .value;
+        assert!(cpu > 0, "{rpc}: a busy loop for 0.5 s: {cpu} ns");
+        let memory = linux
+            .memory
+            .as_ref()
+            .unwrap()
+            .working_set_bytes
+            .unwrap()
+            .value;
+        assert!(memory > 0, "{rpc}");
+        let containers: Vec<&str> = linux
+            .containers
+            .iter()
+            .map(|c| c.attributes.as_ref().unwrap().id.as_str())
+            .collect();
+        assert_eq!(containers, [burn.as_str()], "{rpc}");
+        assert_eq!(stats[1].attributes.as_ref().unwrap().id, idle.id, "{rpc}");
+    }
+    let by_id = PodSandboxStatsFilter {
+        id: idle.id.clone(),
+        ..Default::default()
+    };
+    for (rpc, stats) in [
+        ("ListPodSandboxStats", list(by_id.clone()).await),
+        ("StreamPodSandboxStats", stream(by_id.clone()).await),
+    ] {
+        let ids: Vec<&str> = stats
+            .iter()
+            .map(|s| s.attributes.as_ref().unwrap().id.as_str())
+            .collect();
+        assert_eq!(ids, [idle.id.as_str()], "{rpc}");
+    }
+    let gone = PodSandboxStatsFilter {
+        id: "0123456789abcdef".into(),
+        ..Default::default()
+    };
+    assert!(list(gone.clone()).await.is_empty());
+    assert!(stream(gone).await.is_empty());
 }
 
 /// The CPU rate of a pod's stats, as the summary API reads it.

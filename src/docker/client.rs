@@ -113,6 +113,12 @@ impl DockerClient {
         })
     }
 
+    /// Whether the connected Docker can make bind mounts recursively
+    /// read-only (what `CreateContainer` does and `Status` reports).
+    pub fn recursive_read_only(&self) -> bool {
+        has_recursive_read_only(self.api_version_tuple())
+    }
+
     fn cached(&self) -> Option<Docker> {
         self.handle.read().ok().and_then(|slot| slot.clone())
     }
@@ -158,8 +164,14 @@ impl DockerClient {
 
     /// Turns a bollard error into the error the CRI client should see.
     /// `kind` and `id` name the object the call was about, for `NOT_FOUND`.
+    /// Docker's 400 ("bad parameter": a value of the request it refuses) is
+    /// the client's `INVALID_ARGUMENT`, with Docker's message.
     pub fn classify(&self, err: BollardError, kind: &'static str, id: &str) -> Error {
         match err {
+            BollardError::DockerResponseServerError {
+                status_code: 400,
+                message,
+            } => Error::invalid(kind, format!("{id:?}: docker refused it: {message}")),
             BollardError::DockerResponseServerError {
                 status_code: 404, ..
             } => Error::not_found(kind, id),
@@ -404,6 +416,16 @@ pub fn pull_failure(message: &str, had_credentials: bool) -> Option<PullFailure>
 
 /// True when the daemon could not be reached at all (as opposed to a daemon
 /// that answered with an error).
+/// Docker API version from which bind mounts can be made recursively
+/// read-only (`BindOptions.ReadOnlyForceRecursive`, Docker 25).
+pub const RECURSIVE_READ_ONLY_API: (usize, usize) = (1, 44);
+
+/// Whether Docker at the negotiated `api` version (`None`: not connected)
+/// makes bind mounts recursively read-only.
+pub fn has_recursive_read_only(api: Option<(usize, usize)>) -> bool {
+    api.is_some_and(|v| v >= RECURSIVE_READ_ONLY_API)
+}
+
 pub fn is_unreachable(err: &BollardError) -> bool {
     use std::io::ErrorKind;
     let io_unreachable = |e: &std::io::Error| {
@@ -451,6 +473,20 @@ mod tests {
     }
 
     #[test]
+    fn recursive_read_only_comes_with_api_1_44() {
+        for (api, want) in [
+            (None, false),
+            (Some((1, 41)), false),
+            (Some((1, 43)), false),
+            (Some((1, 44)), true),
+            (Some((1, 53)), true),
+            (Some((2, 0)), true),
+        ] {
+            assert_eq!(has_recursive_read_only(api), want, "{api:?}");
+        }
+    }
+
+    #[test]
     fn bollard_errors_are_classified_once() {
         let c = client();
         let server = |status_code: u16| BollardError::DockerResponseServerError {
@@ -462,6 +498,10 @@ mod tests {
             (server(404), |e| matches!(e, Error::NotFound { .. })),
             (server(409), |e| {
                 matches!(e, Error::FailedPrecondition { .. })
+            }),
+            (server(400), |e| {
+                matches!(e, Error::InvalidArgument { field: "container", why }
+                    if why == "\"abc\": docker refused it: m")
             }),
             (server(500), |e| matches!(e, Error::Docker { .. })),
             (BollardError::SocketNotFoundError("/x".into()), |e| {

@@ -10,7 +10,7 @@ use bollard::models::{
 use crate::docker::sandbox_body::{
     apparmor_opts, check_absolute_path, check_name_part, seccomp_opts, selinux_opts,
 };
-use crate::docker::{cgroup_parent, labels};
+use crate::docker::{capabilities, cgroup_parent, labels};
 use crate::error::{Error, Result};
 use crate::proto::{
     CgroupDriver, ContainerConfig, LinuxContainerResources, Mount, MountPropagation, NamespaceMode,
@@ -412,10 +412,14 @@ pub fn create_body(
                 "ambient capabilities are not supported by Docker Engine",
             ));
         }
-        host.cap_add =
-            (!caps.add_capabilities.is_empty()).then(|| normalise_caps(&caps.add_capabilities));
-        host.cap_drop =
-            (!caps.drop_capabilities.is_empty()).then(|| normalise_caps(&caps.drop_capabilities));
+        host.cap_add = non_empty(capabilities::to_docker(
+            "config.linux.security_context.capabilities.add_capabilities",
+            &caps.add_capabilities,
+        )?);
+        host.cap_drop = non_empty(capabilities::to_docker(
+            "config.linux.security_context.capabilities.drop_capabilities",
+            &caps.drop_capabilities,
+        )?);
     }
     if sc.supplemental_groups_policy == SupplementalGroupsPolicy::Strict as i32 {
         return Err(Error::invalid(
@@ -540,17 +544,8 @@ fn with_group(user: String, group: Option<&crate::proto::Int64Value>) -> String 
     }
 }
 
-/// Docker wants capability names without `CAP_`; `ALL` stays.
-fn normalise_caps(caps: &[String]) -> Vec<String> {
-    caps.iter()
-        .map(|c| {
-            let upper = c.to_ascii_uppercase();
-            upper
-                .strip_prefix("CAP_")
-                .map(str::to_string)
-                .unwrap_or(upper)
-        })
-        .collect()
+fn non_empty(list: Vec<String>) -> Option<Vec<String>> {
+    (!list.is_empty()).then_some(list)
 }
 
 #[cfg(test)]

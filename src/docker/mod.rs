@@ -1,5 +1,6 @@
 //! Everything that talks to Docker Engine or translates to and from it.
 
+pub mod capabilities;
 pub mod cgroup_parent;
 pub mod client;
 pub mod container_body;

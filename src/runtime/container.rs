@@ -20,8 +20,6 @@ use crate::proto::{
 };
 use crate::runtime::{apparmor, checkpoint, sandbox, unified};
 
-/// API version from which Docker can make bind mounts recursively read-only.
-const RRO_API: (usize, usize) = (1, 44);
 /// How long `ContainerStatus` of an exited container waits for its log
 /// writer to catch up with the container's last output.
 const LOG_DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -60,7 +58,6 @@ pub async fn create(
         "config.linux.security_context.seccomp.localhost_ref",
     )?;
     let cgroup_driver = ctx.docker.cgroup_driver().await?;
-    let api = ctx.docker.api_version_tuple();
     let body = container_body::create_body(
         &config,
         &ContainerInputs {
@@ -68,7 +65,7 @@ pub async fn create(
             sandbox: &pod_config,
             seccomp_localhost: seccomp.as_deref(),
             oom: ctx.oom,
-            recursive_read_only: api.is_some_and(|v| v >= RRO_API),
+            recursive_read_only: ctx.docker.recursive_read_only(),
             cgroup_v2: unified::host_is_v2(),
             cgroup_driver,
         },

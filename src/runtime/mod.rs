@@ -18,6 +18,7 @@ pub mod unified;
 use tonic::Request;
 use tracing::{debug_span, info_span};
 
+use crate::error::Error;
 use crate::proto::runtime_service_server::RuntimeService;
 use crate::proto::*;
 use crate::server::{self, BoxStream, Cri, Reply};
@@ -405,11 +406,22 @@ impl RuntimeService for Cri {
         server::handle(span, status::status(&self.ctx, verbose)).await
     }
 
+    /// The one CRI call dockercri does not carry out (see the README).
     async fn checkpoint_container(
         &self,
-        _req: Request<CheckpointContainerRequest>,
+        req: Request<CheckpointContainerRequest>,
     ) -> Reply<CheckpointContainerResponse> {
-        Err(server::not_implemented("CheckpointContainer"))
+        let id = req.into_inner().container_id;
+        let span = info_span!("rpc", method = "CheckpointContainer", container = %id);
+        let work = async {
+            Err(Error::Unimplemented {
+                method: "CheckpointContainer",
+                why: "Docker Engine's checkpoints (experimental, CRIU) are not the CRI's \
+                      checkpoint archive that kubelet's forensic checkpointing expects"
+                    .into(),
+            })
+        };
+        server::handle(span, work).await
     }
 
     async fn get_container_events(

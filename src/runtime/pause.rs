@@ -192,6 +192,37 @@ mod tests {
         );
     }
 
+    /// build.rs compiles it for the build's TARGET (the cc crate), not for
+    /// the build machine: class, byte order and machine match this binary's.
+    #[test]
+    fn the_program_is_built_for_the_target() {
+        let elf = PAUSE_PROGRAM;
+        let class = if cfg!(target_pointer_width = "64") {
+            2
+        } else {
+            1
+        };
+        let (data, half): (u8, fn([u8; 2]) -> u16) = if cfg!(target_endian = "little") {
+            (1, u16::from_le_bytes)
+        } else {
+            (2, u16::from_be_bytes)
+        };
+        assert_eq!((elf[4], elf[5]), (class, data), "ELF class and byte order");
+        let machine = half([elf[18], elf[19]]);
+        let want = match std::env::consts::ARCH {
+            "x86_64" => 62,
+            "x86" => 3,
+            "aarch64" => 183,
+            "arm" => 40,
+            "riscv64" => 243,
+            "powerpc64" => 21,
+            "s390x" => 22,
+            "loongarch64" => 258,
+            other => panic!("add the ELF machine number of {other}"),
+        };
+        assert_eq!(machine, want, "ELF machine of the pause program");
+    }
+
     #[test]
     fn the_rootfs_holds_an_executable_pause() {
         let tar = rootfs_tar().unwrap();

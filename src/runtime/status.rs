@@ -65,7 +65,10 @@ pub async fn status(ctx: &Context, verbose: bool) -> Result<StatusResponse> {
         status: Some(RuntimeStatus {
             conditions: conditions(&runtime, &network),
         }),
-        runtime_handlers: info.as_ref().map(runtime_handlers).unwrap_or_default(),
+        runtime_handlers: info
+            .as_ref()
+            .map(|info| runtime_handlers(info, ctx.docker.recursive_read_only()))
+            .unwrap_or_default(),
         features: Some(RuntimeFeatures {
             supplemental_groups_policy: false,
             user_namespaces_host_network: false,
@@ -135,11 +138,12 @@ pub fn conditions(
 }
 
 /// Runtime handlers are the OCI runtimes dockerd knows; the empty name is
-/// the default one.
-pub fn runtime_handlers(info: &SystemInfo) -> Vec<RuntimeHandler> {
+/// the default one. Their features are what the connected Docker can do:
+/// `recursive_read_only` from its API version.
+pub fn runtime_handlers(info: &SystemInfo, recursive_read_only: bool) -> Vec<RuntimeHandler> {
     let features = || {
         Some(RuntimeHandlerFeatures {
-            recursive_read_only_mounts: false,
+            recursive_read_only_mounts: recursive_read_only,
             user_namespaces: false,
         })
     };
@@ -161,7 +165,7 @@ pub fn runtime_handlers(info: &SystemInfo) -> Vec<RuntimeHandler> {
 fn verbose_info(ctx: &Context, info: Option<&SystemInfo>) -> HashMap<String, String> {
     let mut out = HashMap::new();
     let config = serde_json::json!({
-        "containerRuntimeEndpoint": format!("{:?}", ctx.config.listen),
+        "containerRuntimeEndpoint": ctx.config.listen.to_string(),
         "dockerEndpoint": ctx.docker.endpoint(),
         "podInfraContainerImage": ctx.config.pause_image,
         "rootDirectory": ctx.config.root_directory,
@@ -253,16 +257,98 @@ pub fn validate_cidr(text: &str) -> Result<()> {
 }
 
 /// Writes through a temporary file and a rename, so a crash never leaves a
-/// half-written file behind.
+/// half-written file behind; and durably: the file is fsynced before the
+/// rename and its directory after, so that a power loss of the node leaves
+/// either the old file or the whole new one.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Set in the copy of this test binary that runs under strace.
+    const DURABLE_WRITE_TO: &str = "DOCKERCRI_TEST_DURABLE_WRITE_TO";
+
+    /// Runs one `write_atomically` under strace and reads the system calls:
+    /// the temporary file is fsynced before the rename, the directory after.
+    #[test]
+    fn a_write_is_synced_before_and_after_its_rename() {
+        if let Some(path) = std::env::var_os(DURABLE_WRITE_TO) {
+            write_atomically(Path::new(&path), b"checkpoint").unwrap();
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sandbox.ckpt");
+        let out = std::process::Command::new("strace")
+            .args([
+                "-f",
+                "-qq",
+                "-e",
+                "trace=openat,fsync,fdatasync,rename,renameat,renameat2",
+            ])
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "runtime::status::tests::a_write_is_synced_before_and_after_its_rename",
+            ])
+            .env(DURABLE_WRITE_TO, &path)
+            .output()
+            .expect("strace (scripts/setup.sh installs it)");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"checkpoint");
+        let trace = String::from_utf8_lossy(&out.stderr);
+        let calls: Vec<&str> = trace
+            .lines()
+            .filter(|l| l.contains(dir.path().to_str().unwrap()) || l.contains("fsync("))
+            .collect();
+        let fd_of = |needle: &str| {
+            calls
+                .iter()
+                .position(|l| l.contains("openat(") && l.contains(needle))
+                .map(|i| (i, calls[i].rsplit("= ").next().unwrap().trim().to_string()))
+                .unwrap_or_else(|| panic!("no open of {needle} in {calls:#?}"))
+        };
+        let (_, tmp_fd) = fd_of("sandbox.tmp\"");
+        let synced = |fd: &str, from: usize| {
+            calls[from..]
+                .iter()
+                .position(|l| l.contains(&format!("fsync({fd})")))
+                .map(|i| i + from)
+        };
+        let rename = calls
+            .iter()
+            .position(|l| l.contains("rename"))
+            .unwrap_or_else(|| panic!("no rename in {calls:#?}"));
+        assert!(
+            synced(&tmp_fd, 0).is_some_and(|i| i < rename),
+            "the file is not fsynced before its rename: {calls:#?}"
+        );
+        let dir_open = calls[rename..]
+            .iter()
+            .position(|l| {
+                l.contains("openat(") && l.contains(&format!("{}\"", dir.path().display()))
+            })
+            .map(|i| i + rename)
+            .unwrap_or_else(|| panic!("the directory is not opened after the rename: {calls:#?}"));
+        let dir_fd = calls[dir_open].rsplit("= ").next().unwrap().trim();
+        assert!(
+            synced(dir_fd, dir_open).is_some(),
+            "the directory is not fsynced after the rename: {calls:#?}"
+        );
+    }
 
     #[test]
     fn conditions_carry_reason_and_message_only_when_false() {
@@ -294,11 +380,17 @@ mod tests {
             runtimes: Some(runtimes),
             ..Default::default()
         };
-        let names: Vec<_> = runtime_handlers(&info)
+        let names: Vec<_> = runtime_handlers(&info, false)
             .into_iter()
             .map(|h| h.name)
             .collect();
         assert_eq!(names, ["", "io.containerd.runc.v2", "runc"]);
+        for rro in [false, true] {
+            for handler in runtime_handlers(&info, rro) {
+                let features = handler.features.unwrap();
+                assert_eq!(features.recursive_read_only_mounts, rro, "{}", handler.name);
+            }
+        }
     }
 
     #[test]
