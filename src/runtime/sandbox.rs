@@ -111,6 +111,16 @@ pub async fn run(ctx: &Context, config: PodSandboxConfig, runtime_handler: &str)
     }
 }
 
+/// Writes a sandbox's checkpoint on a blocking thread: the write waits
+/// for the disk (it is synced, to survive a power loss).
+async fn save_checkpoint(ctx: &Context, id: &str, saved: SandboxCheckpoint) -> Result<()> {
+    let root = ctx.config.root_directory.clone();
+    let id = id.to_string();
+    tokio::task::spawn_blocking(move || checkpoint::save(&root, &id, &saved))
+        .await
+        .map_err(|e| Error::Internal(format!("writing a sandbox checkpoint: {e}")))?
+}
+
 /// What a create attempt came to.
 enum Made {
     Sandbox(String),
@@ -171,15 +181,16 @@ async fn create_and_start(
     undo.container = Some(id.clone());
 
     undo.checkpoint = Some(id.clone());
-    checkpoint::save(
-        &ctx.config.root_directory,
+    save_checkpoint(
+        ctx,
         &id,
-        &SandboxCheckpoint {
+        SandboxCheckpoint {
             config: Some(config.clone()),
             runtime_handler: runtime_handler.to_string(),
             ..Default::default()
         },
-    )?;
+    )
+    .await?;
 
     let start = docker.start_container(&id, None);
     let started = ctx.index.writing(&ctx.docker, &id, start).await;
@@ -719,7 +730,7 @@ pub async fn update_resources(
     let mut saved = checkpoint::load(root, &full_id).unwrap_or_default();
     saved.overhead = overhead;
     saved.resources = resources;
-    checkpoint::save(root, &full_id, &saved)?;
+    save_checkpoint(ctx, &full_id, saved).await?;
     ctx.index.settle(&ctx.docker, &full_id);
     debug!(sandbox = %full_id, "pod sandbox resources recorded");
     Ok(())
