@@ -88,6 +88,14 @@ pub struct Flags {
     /// heal events it missed (e.g. 30s).
     #[arg(long, value_name = "DURATION")]
     pub index_resync_period: Option<String>,
+    /// Size of each file of Docker's own json-file log of a container
+    /// (Docker's units: 20m, 512k, 1g); 0 leaves Docker's daemon.json log
+    /// settings to every container.
+    #[arg(long, value_name = "SIZE")]
+    pub docker_log_max_size: Option<String>,
+    /// Files of Docker's own log kept per container.
+    #[arg(long, value_name = "COUNT")]
+    pub docker_log_max_files: Option<u32>,
 }
 
 /// The config file: the same keys as the flags. Unknown keys are an error so
@@ -111,6 +119,8 @@ struct FileConfig {
     socket_group: Option<String>,
     image_pull_progress_deadline: Option<String>,
     restrict_oom_score_adj: Option<bool>,
+    docker_log_max_size: Option<String>,
+    docker_log_max_files: Option<u32>,
     shutdown_grace_period: Option<String>,
     index_resync_period: Option<String>,
 }
@@ -183,6 +193,42 @@ pub struct Config {
     pub restrict_oom_score_adj: Option<bool>,
     pub shutdown_grace_period: Duration,
     pub index_resync_period: Duration,
+    /// The bound on Docker's own log of each container dockercri creates;
+    /// `None`: Docker's daemon.json settings apply.
+    pub docker_log: Option<DockerLogLimit>,
+}
+
+/// Docker's json-file log, bounded: dockercri copies each container's
+/// output into kubelet's CRI log, which kubelet rotates; Docker's copy is
+/// only the buffer dockercri reads from (and catches up from after a
+/// restart), so it need not keep every byte forever.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerLogLimit {
+    /// Docker's `max-size`, as given (`20m`).
+    pub max_size: String,
+    /// Docker's `max-file`.
+    pub max_files: u32,
+}
+
+/// Default size of each file of Docker's log per container.
+pub const DEFAULT_DOCKER_LOG_MAX_SIZE: &str = "20m";
+/// Default number of Docker log files per container (100 MiB in all).
+pub const DEFAULT_DOCKER_LOG_MAX_FILES: u32 = 5;
+
+/// Checks a size in Docker's notation (`units.RAMInBytes`): digits, an
+/// optional `k`/`m`/`g`/`t`/`p` (any case), optionally `i` and `b`.
+fn docker_size(text: &str) -> Result<(), String> {
+    let digits = text.len() - text.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let (number, unit) = text.split_at(digits);
+    let unit = unit.to_ascii_lowercase();
+    let unit_ok = matches!(
+        unit.trim_end_matches('b').trim_end_matches('i'),
+        "" | "k" | "m" | "g" | "t" | "p"
+    ) && (unit.is_empty() || !unit.starts_with(['i', 'b']));
+    if number.is_empty() || !unit_ok {
+        return Err("expected a size such as 20m, 512k or 1g".into());
+    }
+    Ok(())
 }
 
 /// Why the command line or config file was refused.
@@ -299,6 +345,26 @@ impl Config {
             tracing_subscriber::EnvFilter::try_new(level)
                 .map_err(|e| invalid("log-level", level, e.to_string()))?;
         }
+        let max_size = flags
+            .docker_log_max_size
+            .or(file.docker_log_max_size)
+            .unwrap_or_else(|| DEFAULT_DOCKER_LOG_MAX_SIZE.into());
+        let max_files = flags
+            .docker_log_max_files
+            .or(file.docker_log_max_files)
+            .unwrap_or(DEFAULT_DOCKER_LOG_MAX_FILES);
+        let docker_log = if max_size.trim_start_matches('0').is_empty() {
+            None
+        } else {
+            docker_size(&max_size).map_err(|why| invalid("docker-log-max-size", &max_size, why))?;
+            if max_files == 0 {
+                return Err(invalid("docker-log-max-files", "0", "must be at least 1"));
+            }
+            Some(DockerLogLimit {
+                max_size,
+                max_files,
+            })
+        };
         let log_format = match flags.log_format.or(file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -378,6 +444,7 @@ impl Config {
             shutdown_grace_period: parse_duration(&grace)
                 .map_err(|why| invalid("shutdown-grace-period", &grace, why))?,
             index_resync_period,
+            docker_log,
         })
     }
 }
@@ -518,6 +585,43 @@ mod tests {
         assert_eq!(c.cni_bin_dirs, vec![PathBuf::from("/opt/cni/bin")]);
         assert_eq!(c.image_pull_progress_deadline, Duration::from_secs(60));
         assert_eq!(c.restrict_oom_score_adj, None);
+    }
+
+    #[test]
+    fn dockers_own_log_is_bounded_unless_told_otherwise() {
+        let c = Config::load(flags(&[])).unwrap();
+        assert_eq!(
+            c.docker_log,
+            Some(DockerLogLimit {
+                max_size: "20m".into(),
+                max_files: 5
+            })
+        );
+        let c = Config::load(flags(&[
+            "--docker-log-max-size",
+            "512KiB",
+            "--docker-log-max-files",
+            "2",
+        ]))
+        .unwrap();
+        assert_eq!(c.docker_log.unwrap().max_size, "512KiB");
+        // 0 hands every container Docker's daemon.json settings.
+        let c = Config::load(flags(&["--docker-log-max-size", "0"])).unwrap();
+        assert_eq!(c.docker_log, None);
+        for size in ["1g", "10m", "100", "5MB", "3kb", "7mib"] {
+            assert!(docker_size(size).is_ok(), "{size}");
+        }
+        for bad in ["m", "ten", "10x", "10ib", "-1m", "1.5.2m", ""] {
+            let err = Config::load(flags(&["--docker-log-max-size", bad]));
+            if bad.is_empty() {
+                assert!(err.is_ok(), "empty leaves Docker's settings");
+                continue;
+            }
+            let err = err.unwrap_err().to_string();
+            assert!(err.contains("docker-log-max-size"), "{bad}: {err}");
+        }
+        let err = Config::load(flags(&["--docker-log-max-files", "0"])).unwrap_err();
+        assert!(err.to_string().contains("docker-log-max-files"), "{err}");
     }
 
     #[test]

@@ -563,6 +563,7 @@ fn check_container(
         recursive_read_only: rro,
         cgroup_v2: false,
         cgroup_driver: dockercri::proto::CgroupDriver::Cgroupfs,
+        docker_log: None,
     };
     match container_body::create_body(config, &inputs) {
         Err(e) => prop_assert_eq!(e.code(), Code::InvalidArgument, "{}", e),
@@ -709,6 +710,7 @@ fn the_seed_configs_are_accepted() {
         recursive_read_only: false,
         cgroup_v2: false,
         cgroup_driver: dockercri::proto::CgroupDriver::Cgroupfs,
+        docker_log: None,
     };
     container_body::create_body(&valid_container(), &inputs).unwrap();
 }

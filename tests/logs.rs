@@ -285,3 +285,61 @@ async fn removal_deletes_the_log_and_the_pod_directory() {
     // The directory is kubelet's: its garbage collector removes it.
     assert!(std::path::Path::new(&pod.config.log_directory).is_dir());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dockers_own_log_is_bounded_and_output_written_while_away_survives_its_rotation() {
+    let mut h = Harness::start_with(&[
+        "--docker-log-max-size",
+        "32k",
+        "--docker-log-max-files",
+        "8",
+    ])
+    .await;
+    let pod = h.pod("bounded").await;
+    // 20 lines, a pause while dockercri goes down, then about 150 KB of
+    // Docker's json-file log: several rotations of a 32 KB file.
+    let script = "i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); \
+                  [ $i = 20 ] && sleep 3; done";
+    let id = h
+        .start_container(&pod, container_config(&h, "bounded", script))
+        .await;
+    let inspect = docker().await.inspect_container(&id, None).await.unwrap();
+    let log_config = inspect.host_config.unwrap().log_config.unwrap();
+    assert_eq!(log_config.typ.as_deref(), Some("json-file"));
+    let options = log_config.config.unwrap();
+    assert_eq!(options["max-size"], "32k");
+    assert_eq!(options["max-file"], "8");
+    let path = h.container_status(&id).await.log_path;
+    wait_for_lines(&path, 20).await;
+    // Down until the container has written everything and exited.
+    h.restart_killed_after(Duration::from_secs(6)).await;
+    let rotated = std::path::Path::new(inspect.log_path.as_deref().unwrap())
+        .with_extension("log.1")
+        .exists();
+    assert!(rotated, "Docker rotated its log while dockercri was away");
+    h.wait_exited(&id).await;
+    for _ in 0..200 {
+        if numbers(&path).len() >= 2000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(numbers(&path), (0..2000).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zero_size_leaves_dockers_own_log_settings() {
+    let h = Harness::start_with(&["--docker-log-max-size", "0"]).await;
+    let pod = h.pod("unbounded").await;
+    let id = h
+        .start_container(&pod, container_config(&h, "plain", "sleep 60"))
+        .await;
+    let inspect = docker().await.inspect_container(&id, None).await.unwrap();
+    let options = inspect
+        .host_config
+        .unwrap()
+        .log_config
+        .and_then(|c| c.config)
+        .unwrap_or_default();
+    assert!(!options.contains_key("max-size"), "{options:?}");
+}

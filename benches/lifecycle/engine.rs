@@ -25,6 +25,7 @@ use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
     StatsOptionsBuilder, StopContainerOptionsBuilder,
 };
+use dockercri::config::DockerLogLimit;
 use dockercri::docker::container_body::{self, ContainerInputs};
 use dockercri::docker::naming;
 use dockercri::docker::sandbox_body::{self, PodNetwork, SandboxInputs};
@@ -34,6 +35,14 @@ use dockercri::runtime::oom::OomPolicy;
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use tonic::transport::Channel;
+
+/// The bound dockercri puts on Docker's own log by default: the raw side
+/// does the same work.
+static DOCKER_LOG: std::sync::LazyLock<DockerLogLimit> =
+    std::sync::LazyLock::new(|| DockerLogLimit {
+        max_size: dockercri::config::DEFAULT_DOCKER_LOG_MAX_SIZE.into(),
+        max_files: dockercri::config::DEFAULT_DOCKER_LOG_MAX_FILES,
+    });
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -465,6 +474,7 @@ impl Side<'_> {
                         recursive_read_only: false,
                         cgroup_v2: false,
                         cgroup_driver: dockercri::proto::CgroupDriver::Cgroupfs,
+                        docker_log: Some(&*DOCKER_LOG),
                     },
                 );
                 let (Ok(body), Some(meta), Some(pod_meta)) =

@@ -2,10 +2,14 @@
 //! Pure: validation and translation only; the caller supplies what needs
 //! I/O (the sandbox id, a localhost seccomp profile's text, the OOM clamp).
 
+use std::collections::HashMap;
+
 use bollard::models::{
-    ContainerCreateBody, DeviceMapping, HostConfig, Mount as DockerMount, MountBindOptions,
-    MountBindOptionsPropagationEnum, MountType,
+    ContainerCreateBody, DeviceMapping, HostConfig, HostConfigLogConfig, Mount as DockerMount,
+    MountBindOptions, MountBindOptionsPropagationEnum, MountType,
 };
+
+use crate::config::DockerLogLimit;
 
 use crate::docker::sandbox_body::{
     apparmor_opts, check_absolute_path, check_name_part, seccomp_opts, selinux_opts,
@@ -32,6 +36,9 @@ pub struct ContainerInputs<'a> {
     pub cgroup_v2: bool,
     /// Docker's cgroup driver: the form the cgroup parent must take.
     pub cgroup_driver: CgroupDriver,
+    /// The bound on Docker's own log of the container (`None`: Docker's
+    /// daemon.json settings).
+    pub docker_log: Option<&'a DockerLogLimit>,
 }
 
 /// The kubelet log path: `<sandbox log_directory>/<log_path>`, or `None`
@@ -358,6 +365,13 @@ pub fn create_body(
         .as_ref()
         .map(|l| l.cgroup_parent.as_str())
         .unwrap_or_default();
+    host.log_config = inputs.docker_log.map(|limit| HostConfigLogConfig {
+        typ: Some("json-file".into()),
+        config: Some(HashMap::from([
+            ("max-size".to_string(), limit.max_size.clone()),
+            ("max-file".to_string(), limit.max_files.to_string()),
+        ])),
+    });
     host.cgroup_parent = cgroup_parent::for_docker(
         parent,
         inputs.cgroup_driver,
@@ -604,6 +618,7 @@ mod tests {
                 recursive_read_only: false,
                 cgroup_v2: false,
                 cgroup_driver: CgroupDriver::Cgroupfs,
+                docker_log: None,
             },
         )
     }
@@ -670,6 +685,7 @@ mod tests {
                 recursive_read_only: false,
                 cgroup_v2: false,
                 cgroup_driver: CgroupDriver::Cgroupfs,
+                docker_log: None,
             };
             create_body(&c, &inputs).unwrap().host_config.unwrap()
         };
@@ -842,6 +858,7 @@ mod tests {
                     recursive_read_only: false,
                     cgroup_v2,
                     cgroup_driver: CgroupDriver::Cgroupfs,
+                    docker_log: None,
                 },
             )
         };

@@ -68,6 +68,7 @@ pub async fn create(
             recursive_read_only: ctx.docker.recursive_read_only(),
             cgroup_v2: unified::host_is_v2(),
             cgroup_driver,
+            docker_log: ctx.config.docker_log.as_ref(),
         },
     )?;
     apparmor::check_loaded(

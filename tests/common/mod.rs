@@ -125,10 +125,16 @@ impl Harness {
     /// Kills dockercri (SIGKILL, as a crash would) and starts it again
     /// with the same flags, socket and root directory; reconnects.
     pub async fn restart_killed(&mut self) {
+        self.restart_killed_after(Duration::ZERO).await;
+    }
+
+    /// [`Harness::restart_killed`], staying down for `down` in between.
+    pub async fn restart_killed_after(&mut self, down: Duration) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+        tokio::time::sleep(down).await;
         let log = self.dir.path().join("dockercri.log");
         let old = std::fs::read_to_string(&log).unwrap_or_default();
         std::fs::write(self.dir.path().join("dockercri.before-restart.log"), old).ok();
