@@ -20,12 +20,23 @@ pub const DEFAULT_ROOT_DIRECTORY: &str = "/var/lib/dockercri";
 /// Default streaming server address: loopback, ephemeral port.
 pub const DEFAULT_STREAMING_BIND_ADDR: &str = "127.0.0.1:0";
 
+/// What `--version` prints after the name: the crate's version, the git
+/// commit it was built from (`build.rs`) and the CRI API it speaks (the
+/// proto is checked against k8s.io/cri-api at this tag by
+/// `tests/proto_contract.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("DOCKERCRI_GIT_COMMIT"),
+    ", CRI v1, k8s.io/cri-api v0.36.3)"
+);
+
 /// Command-line flags. Every field is optional so that a flag that was not
 /// given can fall back to the config file, then to the default.
 #[derive(Debug, Default, Parser)]
 #[command(
     name = "dockercri",
-    version,
+    version = VERSION,
     about = "Kubernetes CRI runtime for Docker Engine"
 )]
 pub struct Flags {
@@ -449,6 +460,13 @@ mod tests {
         let mut argv = vec!["dockercri"];
         argv.extend_from_slice(args);
         Flags::try_parse_from(argv).expect("flags parse")
+    }
+
+    #[test]
+    fn the_version_line_names_the_cri_api_the_version_rpc_reports() {
+        let cri = format!("CRI {}", crate::runtime::status::RUNTIME_API_VERSION);
+        assert!(VERSION.contains(&cri), "{VERSION}");
+        assert!(VERSION.starts_with(env!("CARGO_PKG_VERSION")), "{VERSION}");
     }
 
     #[test]
