@@ -53,6 +53,10 @@ impl std::fmt::Debug for LogManager {
 pub struct Target {
     pub container_id: String,
     pub path: PathBuf,
+    /// Where a writer with nothing written yet (no records in the file, no
+    /// saved position) starts in Docker's log, in ns since the epoch: 0
+    /// for the beginning.
+    pub start_at: i64,
 }
 
 impl LogManager {
@@ -109,6 +113,13 @@ impl LogManager {
             },
         );
         Ok(())
+    }
+
+    /// True while a writer follows the container's output.
+    pub fn is_writing(&self, container_id: &str) -> bool {
+        self.lock()
+            .get(container_id)
+            .is_some_and(|h| !h.task.is_finished())
     }
 
     /// Waits, at most `within`, until the writer of an exited container has

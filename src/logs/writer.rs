@@ -171,7 +171,10 @@ pub async fn run(
 ) {
     let id = target.container_id.clone();
     let saved = read_position(&position_file(&positions, &id));
-    let position = read_tail(&target.path).or(saved).unwrap_or_default();
+    let position = read_tail(&target.path).or(saved).unwrap_or(Position {
+        ns: target.start_at,
+        records: 0,
+    });
     let mut out = Output {
         file: BufWriter::with_capacity(64 * 1024, file),
         path: target.path.clone(),
