@@ -676,14 +676,6 @@ async fn config_file_settings_apply_and_flags_win() {
 }
 
 #[test]
-fn version_flag_prints_the_version() {
-    let out = Command::new(binary()).arg("--version").output().unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
-}
-
-#[test]
 fn systemd_units_pass_systemd_analyze_verify() {
     let dir = tempdir();
     let units = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");

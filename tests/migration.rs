@@ -15,12 +15,12 @@ use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding, PortMap};
 use bollard::query_parameters::CreateContainerOptionsBuilder;
-use common::pods::log_text;
+use common::pods::{Pod, container_config, log_text, settled_log};
 use common::*;
 use dockercri::proto::{
     ContainerFilter, ContainerState, ExecSyncRequest, ListContainersRequest, ListPodSandboxRequest,
-    NamespaceMode, PodSandboxFilter, PodSandboxState, RemovePodSandboxRequest,
-    ReopenContainerLogRequest,
+    NamespaceMode, PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata, PodSandboxState,
+    RemovePodSandboxRequest, ReopenContainerLogRequest,
 };
 use futures_util::StreamExt;
 
@@ -378,15 +378,15 @@ async fn pods_cri_dockerd_made_carry_over_to_dockercri() {
         s.linux
             .as_ref()
             .and_then(|l| l.namespaces.as_ref())
-            .and_then(|n| n.options.as_ref())
+            .and_then(|n| n.options.clone())
             .unwrap()
-            .network()
     };
-    assert_eq!(ns(&s), NamespaceMode::Pod);
+    assert_eq!(ns(&s).network(), NamespaceMode::Pod);
+    assert_eq!(ns(&s).pid(), NamespaceMode::Container);
     assert_eq!(s.labels, web.labels);
     let s = h.pod_status(&other_id).await;
     assert_eq!(s.network.as_ref().unwrap().ip, "");
-    assert_eq!(ns(&s), NamespaceMode::Node);
+    assert_eq!(ns(&s).network(), NamespaceMode::Node);
 
     // Every container, with its metadata and state.
     let containers = h
@@ -495,10 +495,52 @@ async fn pods_cri_dockerd_made_carry_over_to_dockercri() {
         (after[0]..after[0] + after.len() as u64).collect::<Vec<_>>()
     );
 
+    // kubelet restarts a container of the pod: dockercri makes it, and it
+    // writes its own CRI log file beside cri-dockerd's symlinks.
+    let sandbox_config = PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: web.name.clone(),
+            namespace: web.namespace.clone(),
+            uid: web.uid.clone(),
+            attempt: 0,
+        }),
+        log_directory: web.log_dir.display().to_string(),
+        labels: web.labels.clone(),
+        annotations: web.annotations.clone(),
+        ..Default::default()
+    };
+    let pod = Pod {
+        id: web_id.clone(),
+        config: sandbox_config,
+    };
+    let mut config = container_config(&h, "done", "echo again; exit 0");
+    config.metadata.as_mut().unwrap().attempt = 2;
+    config.log_path = "done/2.log".into();
+    let again_id = h.start_container(&pod, config).await;
+    let again = h.wait_exited(&again_id).await;
+    assert_eq!(again.exit_code, 0);
+    assert_eq!(
+        again.log_path,
+        web.log_dir.join("done/2.log").display().to_string()
+    );
+    assert_eq!(settled_log(&again.log_path).await, "again\n");
+    assert!(is_file(Path::new(&again.log_path)) && is_symlink(&done_log));
+    let name = docker()
+        .await
+        .inspect_container(&again_id, None)
+        .await
+        .unwrap()
+        .name;
+    assert_eq!(
+        name.unwrap(),
+        format!("/k8s_done_web_mig_{}_2", web.uid),
+        "cri-dockerd's naming"
+    );
+
     // StopPodSandbox and RemovePodSandbox take the pod and only the pod.
     h.stop_pod(&web_id).await;
     let on_docker = h.docker_containers().await;
-    for id in [&web_id, &app_id, &done_id] {
+    for id in [&web_id, &app_id, &done_id, &again_id] {
         assert_eq!(on_docker.get(id), Some(&false), "{id} stopped");
     }
     assert_eq!(on_docker.get(&other_id), Some(&true), "the other pod runs");
@@ -509,7 +551,7 @@ async fn pods_cri_dockerd_made_carry_over_to_dockercri() {
         .await
         .unwrap();
     let on_docker = h.docker_containers().await;
-    for id in [&web_id, &app_id, &done_id] {
+    for id in [&web_id, &app_id, &done_id, &again_id] {
         assert!(!on_docker.contains_key(id), "{id} removed");
     }
     assert_eq!(on_docker.get(&other_id), Some(&true), "the other pod runs");
