@@ -86,6 +86,10 @@ impl LogManager {
         }
         let file = writer::open(&target.path)
             .map_err(|e| Error::io(format!("opening log {}", target.path.display()), e))?;
+        if target.start_at > 0 {
+            // Also marks the log as ours for `has_position` after a restart.
+            writer::save_start(&self.positions, &target.container_id, target.start_at);
+        }
         let (reopen, requests) = mpsc::channel(4);
         let (all_written, written) = watch::channel(false);
         let id = target.container_id.clone();
@@ -113,6 +117,12 @@ impl LogManager {
             },
         );
         Ok(())
+    }
+
+    /// True when this dockercri has written the container's log (it keeps
+    /// a position for it under its root directory).
+    pub fn has_position(&self, container_id: &str) -> bool {
+        writer::position_file(&self.positions, container_id).exists()
     }
 
     /// True while a writer follows the container's output.

@@ -103,6 +103,14 @@ fn save_position(file: &Path, p: Position) {
     }
 }
 
+/// Records where a writer with nothing written yet starts (ns).
+pub fn save_start(dir: &Path, container_id: &str, ns: i64) {
+    save_position(
+        &position_file(dir, container_id),
+        Position { ns, records: 0 },
+    );
+}
+
 /// The writer's state across Docker streams and reopens.
 struct Output {
     file: BufWriter<File>,

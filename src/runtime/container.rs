@@ -488,9 +488,10 @@ pub async fn reopen_log(ctx: &Context, id: &str) -> Result<()> {
 /// restart: running ones keep writing; exited ones catch up on output that
 /// came while we were away (only where the log file still exists). Only
 /// pods this dockercri made (checkpointed under its root directory) and
-/// logs it already writes (a regular file, after a rotation of a
-/// cri-dockerd container) are adopted: a cri-dockerd container keeps its
-/// symlinked log until kubelet rotates it.
+/// logs it already writes (with a position under its root directory, as
+/// after a rotation of a cri-dockerd container's log) are adopted: a
+/// cri-dockerd container keeps its symlinked log until kubelet rotates it,
+/// and another runtime's containers are left alone.
 pub async fn resume_logs(ctx: &Context) -> Result<()> {
     let wanted = [format!("{}={}", labels::TYPE, labels::TYPE_CONTAINER)];
     for c in ctx.docker.list_containers(&wanted).await? {
@@ -508,9 +509,7 @@ pub async fn resume_logs(ctx: &Context) -> Result<()> {
             .as_ref()
             .and_then(|l| l.get(labels::SANDBOX_ID))
             .is_some_and(|sb| checkpoint::load(&ctx.config.root_directory, sb).is_some());
-        let written_by_us =
-            || std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
-        if !ours && !written_by_us() {
+        if !ours && !ctx.logs.has_position(&id) {
             continue;
         }
         let running = c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
