@@ -186,6 +186,20 @@ fn write_checkpoint(
     path
 }
 
+/// The annotations kubelet gives a container (`newContainerAnnotations`).
+fn container_annotations(attempt: u32) -> HashMap<String, String> {
+    map(&[
+        ("io.kubernetes.container.hash", "5d0a7b1c"),
+        ("io.kubernetes.container.restartCount", &attempt.to_string()),
+        (
+            "io.kubernetes.container.terminationMessagePath",
+            "/dev/termination-log",
+        ),
+        ("io.kubernetes.container.terminationMessagePolicy", "File"),
+        ("io.kubernetes.pod.terminationGracePeriod", "30"),
+    ])
+}
+
 /// An app container as cri-dockerd creates and starts it
 /// (`makeContainerDockerConfig` / `StartContainer`): its name, the CRI
 /// labels and annotations, the type, sandbox id and log path labels, the
@@ -198,19 +212,15 @@ async fn run_container(
     attempt: u32,
     script: &str,
 ) -> (String, PathBuf) {
-    let mut cri_labels = pod.labels.clone();
+    // kubelet's container labels (`newContainerLabels`), and the test's.
+    let mut cri_labels: HashMap<String, String> = pod
+        .labels
+        .iter()
+        .filter(|(k, _)| k.starts_with("io.kubernetes.pod.") || *k == TEST_LABEL)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     cri_labels.insert("io.kubernetes.container.name".into(), name.into());
-    let restart_count = attempt.to_string();
-    let annotations = map(&[
-        ("io.kubernetes.container.hash", "5d0a7b1c"),
-        ("io.kubernetes.container.restartCount", &restart_count),
-        (
-            "io.kubernetes.container.terminationMessagePath",
-            "/dev/termination-log",
-        ),
-        ("io.kubernetes.container.terminationMessagePolicy", "File"),
-        ("io.kubernetes.pod.terminationGracePeriod", "30"),
-    ]);
+    let annotations = container_annotations(attempt);
     let log_path = pod.log_dir.join(name).join(format!("{attempt}.log"));
     let mut labels = make_labels(&cri_labels, &annotations);
     labels.insert("io.kubernetes.docker.type".into(), "container".into());
@@ -412,14 +422,15 @@ async fn pods_cri_dockerd_made_carry_over_to_dockercri() {
         assert_eq!((m.name.as_str(), m.attempt), (name, attempt));
         assert_eq!(c.state(), state, "{name}");
         assert_eq!(c.pod_sandbox_id, web_id);
-        assert_eq!(c.labels["io.kubernetes.container.name"], name);
-        assert_eq!(c.labels["io.kubernetes.pod.uid"], web.uid);
-        assert_eq!(
-            c.annotations["io.kubernetes.container.restartCount"],
-            attempt.to_string()
-        );
-        assert!(!c.labels.contains_key("io.kubernetes.sandbox.id"));
-        assert!(!c.labels.contains_key("io.kubernetes.container.logpath"));
+        let mut want = h.labels();
+        want.extend(map(&[
+            ("io.kubernetes.container.name", name),
+            ("io.kubernetes.pod.name", "web"),
+            ("io.kubernetes.pod.namespace", "mig"),
+            ("io.kubernetes.pod.uid", &web.uid),
+        ]));
+        assert_eq!(c.labels, want, "{name}");
+        assert_eq!(c.annotations, container_annotations(attempt), "{name}");
     }
 
     // Container statuses: state, exit code and reason, kubelet's log path.
