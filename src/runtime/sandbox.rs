@@ -568,8 +568,8 @@ async fn remove_checkpoint(
 ) -> Result<()> {
     let removed = tokio::task::spawn_blocking(move || {
         checkpoint_of.map_or(Ok(()), |id| {
-            checkpoint::remove(&root, &id)?;
-            checkpoint::remove_cri_dockerd(&cri_dockerd_root, &id)
+            checkpoint::remove_cri_dockerd(&cri_dockerd_root, &id);
+            checkpoint::remove(&root, &id)
         })
     })
     .await;
