@@ -339,8 +339,9 @@ async fn pods_cri_dockerd_made_carry_over_to_dockercri() {
     let other = CriDockerdPod::new(&h, "hostnet");
     let other_id = run_sandbox(&other, true).await;
     let other_checkpoint = write_checkpoint(cri_dockerd_root.path(), &other_id, &other, &[], true);
-    let other_pause_only = cri_dockerd_root.path().join("sandbox").join("0abc");
-    std::fs::write(&other_pause_only, "{}").unwrap();
+    // A checkpoint cri-dockerd left of a pod whose containers are gone.
+    let orphan_checkpoint = cri_dockerd_root.path().join("sandbox").join("0abc");
+    std::fs::write(&orphan_checkpoint, "{}").unwrap();
 
     // --- dockercri starts on that node (as after `systemctl start`). ---
     h.restart_killed().await;
@@ -602,7 +603,7 @@ async fn pods_cri_dockerd_made_carry_over_to_dockercri() {
     }
     assert_eq!(on_docker.get(&other_id), Some(&true), "the other pod runs");
     assert!(!web_checkpoint.exists(), "the pod's cri-dockerd checkpoint");
-    assert!(other_checkpoint.exists() && other_pause_only.exists());
+    assert!(other_checkpoint.exists() && orphan_checkpoint.exists());
     // kubelet's log directory is kubelet's to collect.
     assert!(web.log_dir.exists());
     let pods = h
