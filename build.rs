@@ -1,8 +1,10 @@
 //! Generates the CRI v1 server and client from our own proto, with protox
 //! (pure Rust) so that no system `protoc` is needed; and builds the static
-//! built-in pause program that dockercri carries (`pause/pause.c`).
+//! built-in pause program that dockercri carries (`pause/pause.c`); and
+//! records the git commit it is built from for `--version`.
 
 use std::path::PathBuf;
+use std::process::Command;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/runtime/v1/api.proto");
@@ -44,5 +46,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
+
+    git_commit();
     Ok(())
+}
+
+/// Sets `DOCKERCRI_GIT_COMMIT` to the short commit of the checkout, or
+/// "unknown" (a source tarball, no git): never a build failure. Reruns
+/// when HEAD moves (a checkout, or a commit on the current branch).
+fn git_commit() {
+    let git = |args: &[&str]| -> Option<String> {
+        let out = Command::new("git").args(args).output().ok()?;
+        let text = String::from_utf8(out.stdout).ok()?.trim().to_string();
+        (out.status.success() && !text.is_empty()).then_some(text)
+    };
+    let commit = git(&["rev-parse", "--short=7", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=DOCKERCRI_GIT_COMMIT={commit}");
+    // In a worktree `.git` is a file: ask git where HEAD and its branch live.
+    // Only existing files are watched (a missing one would rerun every build).
+    let mut watched = vec![git(&["rev-parse", "--git-path", "HEAD"])];
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watched.push(git(&["rev-parse", "--git-path", &branch]));
+        watched.push(git(&["rev-parse", "--git-path", "packed-refs"]));
+    }
+    for path in watched.into_iter().flatten() {
+        if std::path::Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
 }

@@ -17,15 +17,28 @@ pub const DEFAULT_DOCKER_ENDPOINT: &str = "unix:///var/run/docker.sock";
 pub const DEFAULT_PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10";
 /// Default root directory for dockercri's own files.
 pub const DEFAULT_ROOT_DIRECTORY: &str = "/var/lib/dockercri";
+/// cri-dockerd's default root directory (`--cri-dockerd-root-directory`).
+pub const DEFAULT_CRI_DOCKERD_ROOT_DIRECTORY: &str = "/var/lib/cri-dockerd";
 /// Default streaming server address: loopback, ephemeral port.
 pub const DEFAULT_STREAMING_BIND_ADDR: &str = "127.0.0.1:0";
+
+/// What `--version` prints after the name: the crate's version, the git
+/// commit it was built from (`build.rs`) and the CRI API it speaks (the
+/// proto is checked against k8s.io/cri-api at this tag by
+/// `tests/proto_contract.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("DOCKERCRI_GIT_COMMIT"),
+    ", CRI v1, k8s.io/cri-api v0.36.3)"
+);
 
 /// Command-line flags. Every field is optional so that a flag that was not
 /// given can fall back to the config file, then to the default.
 #[derive(Debug, Default, Parser)]
 #[command(
     name = "dockercri",
-    version,
+    version = VERSION,
     about = "Kubernetes CRI runtime for Docker Engine"
 )]
 pub struct Flags {
@@ -44,6 +57,10 @@ pub struct Flags {
     /// Where dockercri keeps its own files.
     #[arg(long, value_name = "DIR")]
     pub root_directory: Option<PathBuf>,
+    /// cri-dockerd's root directory, for a node switched from it: removing a
+    /// pod cri-dockerd made also deletes its sandbox checkpoint there.
+    #[arg(long, value_name = "DIR")]
+    pub cri_dockerd_root_directory: Option<PathBuf>,
     /// Address of the exec/attach/port-forward streaming server.
     #[arg(long, value_name = "ADDR")]
     pub streaming_bind_addr: Option<String>,
@@ -107,6 +124,7 @@ struct FileConfig {
     docker_endpoint: Option<String>,
     pod_infra_container_image: Option<String>,
     root_directory: Option<PathBuf>,
+    cri_dockerd_root_directory: Option<PathBuf>,
     streaming_bind_addr: Option<String>,
     streaming_tls_cert_file: Option<PathBuf>,
     streaming_tls_key_file: Option<PathBuf>,
@@ -177,6 +195,8 @@ pub struct Config {
     pub docker: DockerEndpoint,
     pub pause_image: String,
     pub root_directory: PathBuf,
+    /// Where cri-dockerd kept its files (its pods' checkpoints).
+    pub cri_dockerd_root_directory: PathBuf,
     pub streaming_bind_addr: SocketAddr,
     /// (certificate, key) PEM files: the streaming server serves HTTPS.
     pub streaming_tls: Option<(PathBuf, PathBuf)>,
@@ -340,6 +360,17 @@ impl Config {
                 "must be an absolute path",
             ));
         }
+        let cri_dockerd_root_directory = flags
+            .cri_dockerd_root_directory
+            .or(file.cri_dockerd_root_directory)
+            .unwrap_or_else(|| DEFAULT_CRI_DOCKERD_ROOT_DIRECTORY.into());
+        if !cri_dockerd_root_directory.is_absolute() {
+            return Err(invalid(
+                "cri-dockerd-root-directory",
+                &cri_dockerd_root_directory.display().to_string(),
+                "must be an absolute path",
+            ));
+        }
         let log_level = flags.log_level.or(file.log_level);
         if let Some(level) = &log_level {
             tracing_subscriber::EnvFilter::try_new(level)
@@ -399,6 +430,7 @@ impl Config {
             docker: parse_docker_endpoint(&docker)?,
             pause_image,
             root_directory,
+            cri_dockerd_root_directory,
             streaming_bind_addr: streaming.parse().map_err(|_| {
                 invalid(
                     "streaming-bind-addr",
@@ -571,6 +603,13 @@ mod tests {
     }
 
     #[test]
+    fn the_version_line_names_the_cri_api_the_version_rpc_reports() {
+        let cri = format!("CRI {}", crate::runtime::status::RUNTIME_API_VERSION);
+        assert!(VERSION.contains(&cri), "{VERSION}");
+        assert!(VERSION.starts_with(env!("CARGO_PKG_VERSION")), "{VERSION}");
+    }
+
+    #[test]
     fn defaults_match_cri_dockerd_conventions() {
         let c = Config::load(flags(&[])).unwrap();
         assert_eq!(c.listen, Listen::Unix("/run/dockercri.sock".into()));
@@ -580,6 +619,10 @@ mod tests {
         );
         assert_eq!(c.pause_image, "registry.k8s.io/pause:3.10");
         assert_eq!(c.root_directory, PathBuf::from("/var/lib/dockercri"));
+        assert_eq!(
+            c.cri_dockerd_root_directory,
+            PathBuf::from("/var/lib/cri-dockerd")
+        );
         assert_eq!(c.streaming_bind_addr, "127.0.0.1:0".parse().unwrap());
         assert_eq!(c.network_plugin, NetworkPlugin::DockerBridge);
         assert_eq!(c.cni_bin_dirs, vec![PathBuf::from("/opt/cni/bin")]);

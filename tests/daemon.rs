@@ -36,6 +36,38 @@ fn condition(resp: &dockercri::proto::StatusResponse, kind: &str) -> (bool, Stri
     (c.status, c.reason.clone(), c.message.clone())
 }
 
+/// `dockercri --version`: the crate version, the commit it was built from
+/// (a commit of this repository, or "unknown" outside a checkout) and the
+/// CRI API.
+#[test]
+fn version_flag_prints_version_commit_and_cri_api() {
+    let out = Command::new(binary()).arg("--version").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rest = text
+        .strip_prefix(&format!("dockercri {} (commit ", env!("CARGO_PKG_VERSION")))
+        .unwrap_or_else(|| panic!("version and commit: {text:?}"));
+    let (commit, rest) = rest.split_once(", ").unwrap();
+    assert_eq!(rest, "CRI v1, k8s.io/cri-api v0.36.3)\n");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if git(&["rev-parse", "HEAD"]) {
+        // The binary may come from another worktree sharing the target
+        // directory: any commit of the repository is right.
+        assert!(
+            commit.len() == 7 && git(&["cat-file", "-e", &format!("{commit}^{{commit}}")]),
+            "{commit:?} is not a commit of this checkout"
+        );
+    } else {
+        assert_eq!(commit, "unknown");
+    }
+}
+
 #[tokio::test]
 async fn version_reports_docker_engine() {
     let h = Harness::start().await;
@@ -791,14 +823,6 @@ async fn config_file_settings_apply_and_flags_win() {
         .into_inner();
     let c: serde_json::Value = serde_json::from_str(&s.info["config"]).unwrap();
     assert_eq!(c["podInfraContainerImage"], "flag/pause:2");
-}
-
-#[test]
-fn version_flag_prints_the_version() {
-    let out = Command::new(binary()).arg("--version").output().unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
 }
 
 #[test]

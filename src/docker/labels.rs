@@ -20,6 +20,9 @@ pub const RUNTIME_HANDLER: &str = "io.dockercri.runtime-handler";
 /// Docker has no field for, as a JSON object; dockercri writes them into the
 /// container's cgroup once it runs.
 pub const CGROUP_UNIFIED: &str = "io.dockercri.cgroup-unified";
+/// kubelet's container-name label. cri-dockerd also puts it, as `POD`, on
+/// its sandboxes (for cAdvisor's summary) and hides it there from CRI.
+pub const CONTAINER_NAME: &str = "io.kubernetes.container.name";
 /// CRI annotations are stored as labels with this prefix.
 pub const ANNOTATION_PREFIX: &str = "annotation.";
 
@@ -68,15 +71,19 @@ pub fn check_size(
     Ok(())
 }
 
-/// Splits Docker labels back into CRI labels and annotations.
+/// Splits Docker labels back into CRI labels and annotations (as
+/// cri-dockerd's `extractLabels`).
 pub fn from_docker(
     docker: &HashMap<String, String>,
 ) -> (HashMap<String, String>, HashMap<String, String>) {
     let mut labels = HashMap::new();
     let mut annotations = HashMap::new();
+    let sandbox = docker.get(TYPE).map(String::as_str) == Some(TYPE_SANDBOX);
     for (k, v) in docker {
         if let Some(key) = k.strip_prefix(ANNOTATION_PREFIX) {
             annotations.insert(key.to_string(), v.clone());
+        } else if sandbox && k == CONTAINER_NAME {
+            // cri-dockerd's own mark on its pause containers.
         } else if !INTERNAL.contains(&k.as_str()) {
             labels.insert(k.clone(), v.clone());
         }
@@ -121,6 +128,18 @@ mod tests {
         let (l, a) = from_docker(&docker);
         assert_eq!(l, labels);
         assert_eq!(a, annotations);
+    }
+
+    #[test]
+    fn cri_dockerd_sandbox_container_name_label_is_hidden() {
+        let sandbox = map(&[
+            (TYPE, TYPE_SANDBOX),
+            (CONTAINER_NAME, "POD"),
+            ("app", "web"),
+        ]);
+        assert_eq!(from_docker(&sandbox).0, map(&[("app", "web")]));
+        let container = map(&[(TYPE, TYPE_CONTAINER), (CONTAINER_NAME, "app")]);
+        assert_eq!(from_docker(&container).0, map(&[(CONTAINER_NAME, "app")]));
     }
 
     #[test]

@@ -69,18 +69,22 @@ pub fn namespace_options(
     {
         return opts.clone();
     }
+    // No config (a pod cri-dockerd made): read back as cri-dockerd reports
+    // it (`networkNamespaceMode`, `pidNamespaceMode`): a pause container
+    // with a PID namespace of its own stands for CONTAINER, kubelet's
+    // default.
     let host = inspect.host_config.clone().unwrap_or_default();
-    let mode = |m: Option<&String>| {
+    let mode = |m: Option<&String>, own: NamespaceMode| {
         if m.map(String::as_str) == Some("host") {
             NamespaceMode::Node as i32
         } else {
-            NamespaceMode::Pod as i32
+            own as i32
         }
     };
     NamespaceOption {
-        network: mode(host.network_mode.as_ref()),
-        pid: mode(host.pid_mode.as_ref()),
-        ipc: mode(host.ipc_mode.as_ref()),
+        network: mode(host.network_mode.as_ref(), NamespaceMode::Pod),
+        pid: mode(host.pid_mode.as_ref(), NamespaceMode::Container),
+        ipc: mode(host.ipc_mode.as_ref(), NamespaceMode::Pod),
         ..Default::default()
     }
 }
@@ -234,6 +238,25 @@ mod tests {
         );
         assert_eq!(s.annotations["note"], "hi");
         assert_eq!(s.runtime_handler, "runc");
+    }
+
+    #[test]
+    fn namespaces_without_a_config_read_as_cri_dockerd_reports_them() {
+        let mut i = inspect("bridge", true);
+        i.host_config = Some(HostConfig {
+            network_mode: Some("default".into()),
+            ipc_mode: Some("shareable".into()),
+            ..Default::default()
+        });
+        let ns = namespace_options(&i, None);
+        assert_eq!(
+            (ns.network(), ns.pid(), ns.ipc()),
+            (
+                NamespaceMode::Pod,
+                NamespaceMode::Container,
+                NamespaceMode::Pod
+            )
+        );
     }
 
     #[test]

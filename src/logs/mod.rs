@@ -53,6 +53,10 @@ impl std::fmt::Debug for LogManager {
 pub struct Target {
     pub container_id: String,
     pub path: PathBuf,
+    /// Where a writer with nothing written yet (no records in the file, no
+    /// saved position) starts in Docker's log, in ns since the epoch: 0
+    /// for the beginning.
+    pub start_at: i64,
 }
 
 impl LogManager {
@@ -82,6 +86,10 @@ impl LogManager {
         }
         let file = writer::open(&target.path)
             .map_err(|e| Error::io(format!("opening log {}", target.path.display()), e))?;
+        if target.start_at > 0 {
+            // Also marks the log as ours for `has_position` after a restart.
+            writer::save_start(&self.positions, &target.container_id, target.start_at);
+        }
         let (reopen, requests) = mpsc::channel(4);
         let (all_written, written) = watch::channel(false);
         let id = target.container_id.clone();
@@ -109,6 +117,19 @@ impl LogManager {
             },
         );
         Ok(())
+    }
+
+    /// True when this dockercri has written the container's log (it keeps
+    /// a position for it under its root directory).
+    pub fn has_position(&self, container_id: &str) -> bool {
+        writer::position_file(&self.positions, container_id).exists()
+    }
+
+    /// True while a writer follows the container's output.
+    pub fn is_writing(&self, container_id: &str) -> bool {
+        self.lock()
+            .get(container_id)
+            .is_some_and(|h| !h.task.is_finished())
     }
 
     /// Waits, at most `within`, until the writer of an exited container has

@@ -103,6 +103,14 @@ fn save_position(file: &Path, p: Position) {
     }
 }
 
+/// Records where a writer with nothing written yet starts (ns).
+pub fn save_start(dir: &Path, container_id: &str, ns: i64) {
+    save_position(
+        &position_file(dir, container_id),
+        Position { ns, records: 0 },
+    );
+}
+
 /// The writer's state across Docker streams and reopens.
 struct Output {
     file: BufWriter<File>,
@@ -171,7 +179,10 @@ pub async fn run(
 ) {
     let id = target.container_id.clone();
     let saved = read_position(&position_file(&positions, &id));
-    let position = read_tail(&target.path).or(saved).unwrap_or_default();
+    let position = read_tail(&target.path).or(saved).unwrap_or(Position {
+        ns: target.start_at,
+        records: 0,
+    });
     let mut out = Output {
         file: BufWriter::with_capacity(64 * 1024, file),
         path: target.path.clone(),

@@ -13,6 +13,11 @@ use crate::runtime::status::write_atomically;
 
 /// The directory under the root directory that holds the checkpoints.
 pub const DIR: &str = "sandboxes";
+/// Where cri-dockerd keeps its sandbox checkpoints under its root directory
+/// (`sandboxCheckpointDir` in its core/checkpoint.go): one JSON file per
+/// sandbox, named by the Docker id. dockercri never reads them (Docker's
+/// host config holds the same port mappings and host-network flag).
+pub const CRI_DOCKERD_DIR: &str = "sandbox";
 
 /// One sandbox's checkpoint.
 #[derive(Clone, PartialEq, Message)]
@@ -28,11 +33,15 @@ pub struct SandboxCheckpoint {
 }
 
 fn path(root: &Path, id: &str) -> Result<PathBuf> {
+    path_in(root, DIR, id)
+}
+
+fn path_in(root: &Path, dir: &str, id: &str) -> Result<PathBuf> {
     // Docker ids are hex; anything else must not become a path.
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(Error::Internal(format!("not a Docker id: {id:?}")));
     }
-    Ok(root.join(DIR).join(id))
+    Ok(root.join(dir).join(id))
 }
 
 /// Writes (or replaces) the checkpoint of sandbox `id`.
@@ -55,8 +64,23 @@ pub fn load(root: &Path, id: &str) -> Option<SandboxCheckpoint> {
 
 /// Deletes the checkpoint of sandbox `id`; a missing one is fine.
 pub fn remove(root: &Path, id: &str) -> Result<()> {
-    let path = path(root, id)?;
-    match std::fs::remove_file(&path) {
+    remove_file(&path(root, id)?)
+}
+
+/// Deletes cri-dockerd's checkpoint of sandbox `id` (a pod cri-dockerd made,
+/// removed by dockercri), and nothing else of cri-dockerd's: should the
+/// node go back to cri-dockerd, it would list a pod whose checkpoint is
+/// left as a NOTREADY sandbox. A missing one is fine; one that cannot be
+/// deleted is only logged, since no dockercri call depends on it.
+pub fn remove_cri_dockerd(cri_dockerd_root: &Path, id: &str) {
+    let removed = path_in(cri_dockerd_root, CRI_DOCKERD_DIR, id).and_then(|p| remove_file(&p));
+    if let Err(e) = removed {
+        tracing::warn!(sandbox = %id, error = %e, "cannot delete cri-dockerd's checkpoint of a removed pod");
+    }
+}
+
+fn remove_file(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
             format!("removing checkpoint {}", path.display()),
             e,
@@ -101,5 +125,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(save(dir.path(), "../x", &SandboxCheckpoint::default()).is_err());
         assert!(load(dir.path(), "../../etc/passwd").is_none());
+        remove_cri_dockerd(dir.path(), "../x");
+        assert!(!dir.path().join("x").exists());
+    }
+
+    #[test]
+    fn only_the_pods_own_cri_dockerd_checkpoint_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = dir.path().join(CRI_DOCKERD_DIR);
+        std::fs::create_dir_all(&sandbox).unwrap();
+        for id in ["abc1", "abc2"] {
+            std::fs::write(sandbox.join(id), "{}").unwrap();
+        }
+        remove_cri_dockerd(dir.path(), "abc1");
+        remove_cri_dockerd(dir.path(), "abc1");
+        assert!(!sandbox.join("abc1").exists());
+        assert!(sandbox.join("abc2").exists());
     }
 }

@@ -176,6 +176,7 @@ pub async fn start(ctx: &Context, id: &str) -> Result<()> {
         let target = Target {
             container_id: full_id.clone(),
             path: path.into(),
+            start_at: 0,
         };
         ctx.logs.start(ctx.docker.clone(), target, true)?;
     }
@@ -463,14 +464,32 @@ pub async fn reopen_log(ctx: &Context, id: &str) -> Result<()> {
             why: "is not running: there is no log being written to reopen".into(),
         });
     }
+    if !ctx.logs.is_writing(&full_id)
+        && let Some(path) = log_label(&c)
+    {
+        // A container cri-dockerd started: its log path was a symlink to
+        // Docker's own log, which kubelet has just renamed away. From now
+        // on dockercri writes the CRI log there, from this moment: what
+        // came before stays readable through the renamed link.
+        let target = Target {
+            container_id: full_id.clone(),
+            path: path.into(),
+            start_at: crate::docker::time::now_ns(),
+        };
+        info!(container = %full_id, "writing the CRI log of a container whose log was a symlink");
+        return ctx.logs.start(ctx.docker.clone(), target, true);
+    }
     ctx.logs.reopen(&full_id).await
 }
 
 /// Resumes the log writers of existing containers after a dockercri
 /// restart: running ones keep writing; exited ones catch up on output that
 /// came while we were away (only where the log file still exists). Only
-/// pods this dockercri made (checkpointed under its root directory) are
-/// adopted: a cri-dockerd pod keeps its symlinked log.
+/// pods this dockercri made (checkpointed under its root directory) and
+/// logs it already writes (with a position under its root directory, as
+/// after a rotation of a cri-dockerd container's log) are adopted: a
+/// cri-dockerd container keeps its symlinked log until kubelet rotates it,
+/// and another runtime's containers are left alone.
 pub async fn resume_logs(ctx: &Context) -> Result<()> {
     let wanted = [format!("{}={}", labels::TYPE, labels::TYPE_CONTAINER)];
     for c in ctx.docker.list_containers(&wanted).await? {
@@ -488,7 +507,7 @@ pub async fn resume_logs(ctx: &Context) -> Result<()> {
             .as_ref()
             .and_then(|l| l.get(labels::SANDBOX_ID))
             .is_some_and(|sb| checkpoint::load(&ctx.config.root_directory, sb).is_some());
-        if !ours {
+        if !ours && !ctx.logs.has_position(&id) {
             continue;
         }
         let running = c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
@@ -498,6 +517,7 @@ pub async fn resume_logs(ctx: &Context) -> Result<()> {
         let target = Target {
             container_id: id,
             path: path.into(),
+            start_at: 0,
         };
         if let Err(e) = ctx.logs.start(ctx.docker.clone(), target, running) {
             warn!(error = %e, "cannot resume a container log");

@@ -544,7 +544,8 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
     // that waits on the disk (busy with Docker's own writes) stays off the
     // call's critical path and off the async workers.
     let root = ctx.config.root_directory.clone();
-    let files_removed = remove_checkpoint(root.clone(), is_id.then(|| full_id.clone()));
+    let roots = (root.clone(), ctx.config.cri_dockerd_root_directory.clone());
+    let files_removed = remove_checkpoint(roots, is_id.then(|| full_id.clone()));
     if sandbox.is_none() {
         return files_removed.await;
     }
@@ -570,10 +571,17 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Deletes a removed pod's checkpoint (on a blocking thread).
-async fn remove_checkpoint(root: std::path::PathBuf, checkpoint_of: Option<String>) -> Result<()> {
+/// Deletes a removed pod's checkpoint, and cri-dockerd's if it made the
+/// pod (on a blocking thread).
+async fn remove_checkpoint(
+    (root, cri_dockerd_root): (std::path::PathBuf, std::path::PathBuf),
+    checkpoint_of: Option<String>,
+) -> Result<()> {
     let removed = tokio::task::spawn_blocking(move || {
-        checkpoint_of.map_or(Ok(()), |id| checkpoint::remove(&root, &id))
+        checkpoint_of.map_or(Ok(()), |id| {
+            checkpoint::remove_cri_dockerd(&cri_dockerd_root, &id);
+            checkpoint::remove(&root, &id)
+        })
     })
     .await;
     removed.map_err(|e| Error::Internal(format!("removing a pod's checkpoint: {e}")))?
