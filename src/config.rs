@@ -655,7 +655,8 @@ mod tests {
             assert!(docker_size(size).is_ok(), "{size}");
         }
         for bad in ["m", "ten", "10x", "10ib", "-1m", "1.5.2m", ""] {
-            let err = Config::load(flags(&["--docker-log-max-size", bad]));
+            let flag = format!("--docker-log-max-size={bad}");
+            let err = Config::load(flags(&[&flag]));
             if bad.is_empty() {
                 assert!(err.is_ok(), "empty leaves Docker's settings");
                 continue;
