@@ -14,4 +14,3 @@ command -v dpkg-shlibdeps >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dpkg-dev >/dev/null
 }
 cargo deb "$@"
-ls -1 target/debian/*.deb
