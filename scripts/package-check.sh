@@ -29,9 +29,9 @@ version=$(/usr/bin/dockercri --version)
 log "installed: $version"
 # The service's config file parses (every key commented out).
 /usr/bin/dockercri --config /etc/dockercri/config.toml --help >/dev/null
-for unit in dockercri.socket dockercri.service; do
-  deb-systemd-helper --quiet was-enabled "$unit" || fail "$unit is not enabled"
-done
+# Enabled: the [Install] symlinks are in place (systemd need not run).
+[ -L /etc/systemd/system/sockets.target.wants/dockercri.socket ] || fail "dockercri.socket is not enabled"
+[ -L /etc/systemd/system/multi-user.target.wants/dockercri.service ] || fail "dockercri.service is not enabled"
 grep -q '^ExecStart=/usr/bin/dockercri --config /etc/dockercri/config.toml' \
   /usr/lib/systemd/system/dockercri.service || fail "the unit does not start /usr/bin/dockercri with the conffile"
 
@@ -43,5 +43,6 @@ DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq dockercri >/dev/null
 [ ! -e /var/lib/dockercri ] || fail "/var/lib/dockercri left after purge"
 [ -e /var/lib/dockercri-neighbour/keep ] || fail "purge deleted a neighbour"
 [ ! -e /etc/dockercri/config.toml ] || fail "the conffile is left after purge"
+[ ! -e /etc/systemd/system/sockets.target.wants/dockercri.socket ] || fail "the socket is still enabled after purge"
 rm -rf /var/lib/dockercri-neighbour
 log "ok: $deb installs, enables its units, and purges only what is its own"
