@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Runs inside the guest (started by the image's dockercri-guest-job unit,
+# see scripts/guest/image.sh): waits for docker.service, prepares the test
+# images and registries (scripts/setup.sh: every package is already in the
+# image), runs the nextest archive the host handed over with the host's
+# filter, writes the results to the job share and powers the guest off.
+# The job share (/run/dockercri-guest) holds `env` (written by
+# scripts/guest/run.sh), tests.tar.zst, cargo-nextest and dockercri; the
+# results go to its results/ directory: rc, nextest.log, junit.xml,
+# platform.txt, journal.txt.
+set -uo pipefail
+
+job=/run/dockercri-guest
+. "$job/env"
+[ -z "${TRACE:-}" ] || set -x
+out="$job/results"
+mkdir -p "$out"
+
+log() { printf 'guest: %s\n' "$*"; }
+
+# Whatever happens below, the host gets an exit status, the journal, and
+# a guest that powers off (qemu runs with -no-reboot).
+rc=1
+finish() {
+  echo "$rc" >"$out/rc"
+  journalctl -b --no-pager -o short-monotonic >"$out/journal.txt" 2>&1 || true
+  sync
+  log "done (rc $rc) at $(cut -d' ' -f1 /proc/uptime) s of uptime; powering off"
+  systemctl poweroff --no-block
+}
+trap finish EXIT
+
+log "job started at $(cut -d' ' -f1 /proc/uptime) s of uptime; docker.service: $(systemctl is-active docker)"
+# The job is ordered after docker.service; dockerd answers at once unless
+# it failed to start.
+for _ in $(seq 1 60); do
+  timeout 20 docker info >/dev/null 2>&1 && break
+  sleep 2
+done
+if ! timeout 20 docker info >/dev/null 2>&1; then
+  log "dockerd does not answer"
+  systemctl status docker containerd --no-pager || true
+  journalctl -b -u docker -u containerd -n 100 --no-pager || true
+  exit 1
+fi
+log "dockerd answers at $(cut -d' ' -f1 /proc/uptime) s of uptime"
+
+{
+  echo "kernel: $(uname -r)"
+  echo "systemd: $(systemctl --version | head -1)"
+  echo "cgroup fs: $(stat -fc %T /sys/fs/cgroup)"
+  docker version --format 'docker: {{.Server.Version}} (API {{.Server.APIVersion}})'
+  docker info --format 'cgroup driver: {{.CgroupDriver}}, cgroup version: {{.CgroupVersion}}, storage: {{.Driver}}'
+  dpkg-query -W -f 'containerd: ${Version}\nrunc: ' containerd 2>/dev/null || true
+  dpkg-query -W -f '${Version}\n' runc 2>/dev/null || true
+} >"$out/platform.txt" 2>&1
+sed 's/^/guest: /' "$out/platform.txt"
+
+# The test binaries were built on the host: the dockercri binary they run
+# is compiled in as the host's path ($BIN_PATH), and the sources they read
+# sit at REPO_DIR (the read-only repo share). A tmpfs over the binary's
+# directory holds a copy of the job's dockercri binary.
+bin_dir=$(dirname "$BIN_PATH")
+mkdir -p "$bin_dir" 2>/dev/null || true
+mount -t tmpfs -o size=1g tmpfs "$bin_dir"
+install -m 0755 "$job/dockercri" "$BIN_PATH"
+
+log "scripts/setup.sh"
+"$REPO_DIR/scripts/setup.sh" || { log "setup.sh failed"; exit 1; }
+
+log "nextest: filter: $FILTER; args: $NEXTEST_ARGS"
+# shellcheck disable=SC2086 # NEXTEST_ARGS is a list of words.
+"$job/cargo-nextest" nextest run \
+  --archive-file "$job/tests.tar.zst" \
+  --workspace-remap "$REPO_DIR" \
+  --extract-to /var/tmp/nextest --extract-overwrite \
+  --profile guest --no-fail-fast \
+  $NEXTEST_ARGS -E "$FILTER" 2>&1 | tee "$out/nextest.log"
+rc=${PIPESTATUS[0]}
+junit=$(find /var/tmp/nextest -name junit.xml -path '*guest*' | head -1)
+[ -z "$junit" ] || cp "$junit" "$out/junit.xml"
