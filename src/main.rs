@@ -2,6 +2,7 @@
 //! daemon. Exit codes: 0 after a clean shutdown, 1 when it cannot start or
 //! serve, 2 for a bad command line or config file.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -44,8 +45,12 @@ fn init_tracing(level: Option<&str>) {
         .and_then(|l| EnvFilter::try_new(l).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    // Colours only on a terminal: under systemd stderr goes to the journal,
+    // which stores escape codes as they are.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
 }

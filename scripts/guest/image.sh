@@ -117,9 +117,13 @@ cat >"$work/daemon.json" <<'EOF'
 }
 EOF
 
+# Check-Valid-Until off: a mirror that is a snapshot (as the one these
+# machines reach) serves a sid Release past its Valid-Until; the image's
+# key and its `release` file name the Release date it was built from.
 mmdebstrap --variant=apt --components=main \
   --include="$(IFS=,; echo "${packages[*]}")" \
   --aptopt='Acquire::Retries "3"' \
+  --aptopt='Acquire::Check-Valid-Until "false"' \
   --dpkgopt='path-exclude=/usr/share/man/*' \
   --dpkgopt='path-exclude=/usr/share/doc/*' \
   --dpkgopt='path-include=/usr/share/doc/*/copyright' \

@@ -21,8 +21,8 @@
 # on a fresh qcow2 overlay with two 9p shares (the job directory and this
 # checkout, read-only), streams the guest's console, and exits with the
 # guest suite's status. The guest side is scripts/guest/in-guest.sh; the
-# results stay in <target>/guest/<suite>/results (nextest.log, junit.xml,
-# platform.txt, journal.txt). Run as root, from any directory.
+# results stay in <target>/guest/<suite>/results (nextest-*.log,
+# junit-*.xml, platform.txt, journal.txt). Run as root, from any directory.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$(pwd)
@@ -165,7 +165,9 @@ rm -f "$job/overlay.qcow2"
 res="$job/results"
 rc=$(cat "$res/rc" 2>/dev/null || echo 1)
 log "platform: $(tr '\n' ';' <"$res/platform.txt" 2>/dev/null)"
-summary=$(grep -E '^ *Summary ' "$res/nextest.log" 2>/dev/null | tail -1 || true)
-log "guest suite ($suite, $used): ${summary:-no summary (see $job/console.log)}"
+for part in suite units; do
+  summary=$(grep -E '^ *Summary ' "$res/nextest-$part.log" 2>/dev/null | tail -1 || true)
+  log "guest $part ($suite, $used): ${summary:-no summary (see $job/console.log)}"
+done
 log "times: image $((t_image - t0))s, pack $((t_pack - t_image))s, boot to job ${t_job:+$((t_job - t_pack))}s, guest in all $((t_end - t_pack))s; results in $res"
 exit "$rc"
