@@ -75,21 +75,19 @@ rm -rf "$work"
 mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT
 
-# The unit that runs a test job: scripts/guest/run.sh hands the guest a
-# 9p share tagged "job" holding an env file; its REPO_DIR is a second share
-# (tag "repo"), mounted at the same path as on the host so that the test
-# binaries' compile-time paths hold. Everything else the job does lives in
-# the repository (scripts/guest/in-guest.sh), so changing it needs no new
-# image. Without a "job" share the unit does nothing: the guest just boots.
+# The unit that runs a test job: scripts/guest/run.sh hands the guest two
+# 9p shares, "job" (the test archive, binaries, an env file, results) and
+# "repo" (the checkout, read-only). Everything the job does lives in the
+# checkout (scripts/guest/in-guest.sh), so changing it needs no new image.
+# Without a "job" share the unit does nothing: the guest just boots.
 cat >"$work/dockercri-guest-job" <<'EOF'
 #!/bin/bash
 set -euo pipefail
-mkdir -p /run/dockercri-guest
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576,cache=loose job /run/dockercri-guest || exit 0
-. /run/dockercri-guest/env
-mkdir -p "$REPO_DIR"
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576,ro repo "$REPO_DIR"
-exec bash "$REPO_DIR/scripts/guest/in-guest.sh"
+opts=trans=virtio,version=9p2000.L,msize=1048576
+mkdir -p /run/dockercri-guest /run/dockercri-repo
+mount -t 9p -o "$opts,cache=loose" job /run/dockercri-guest || exit 0
+mount -t 9p -o "$opts,ro" repo /run/dockercri-repo
+exec bash /run/dockercri-repo/scripts/guest/in-guest.sh
 EOF
 cat >"$work/dockercri-guest-job.service" <<'EOF'
 [Unit]

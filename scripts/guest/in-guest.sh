@@ -4,8 +4,10 @@
 # images and registries (scripts/setup.sh: every package is already in the
 # image), runs the nextest archive the host handed over with the host's
 # filter, writes the results to the job share and powers the guest off.
-# The job share (/run/dockercri-guest) holds `env` (written by
-# scripts/guest/run.sh), tests.tar.zst, cargo-nextest and dockercri; the
+# The checkout's share is at /run/dockercri-repo; the job share
+# (/run/dockercri-guest) holds `env` (written by
+# scripts/guest/run.sh), tests/ (the unpacked nextest archive),
+# cargo-nextest and dockercri; the
 # results go to its results/ directory: rc, nextest-{suite,units}.log,
 # junit-{suite,units}.xml, platform.txt, journal.txt.
 set -uo pipefail
@@ -56,35 +58,36 @@ log "dockerd answers at $(cut -d' ' -f1 /proc/uptime) s of uptime"
 } >"$out/platform.txt" 2>&1
 sed 's/^/guest: /' "$out/platform.txt"
 
-# The test binaries were built on the host: the dockercri binary they run
-# is compiled in as the host's path ($BIN_PATH), and the sources they read
-# sit at REPO_DIR (the read-only repo share). A tmpfs over the binary's
-# directory holds a copy of the job's dockercri binary.
-bin_dir=$(dirname "$BIN_PATH")
-mkdir -p "$bin_dir" 2>/dev/null || true
-mount -t tmpfs -o size=1g tmpfs "$bin_dir"
-install -m 0755 "$job/dockercri" "$BIN_PATH"
+# The test binaries were built on the host: they read the sources at the
+# checkout's host path (REPO_DIR) and start the dockercri binary at the
+# host's path (BIN_PATH), both compiled in. A copy of the checkout (from
+# the read-only share, without .git and target) goes there, on the guest's
+# own disk, where nextest can write its store too; the binary is linked.
+mkdir -p "$REPO_DIR"
+tar -C /run/dockercri-repo --exclude=./.git --exclude=./target -c . | tar -C "$REPO_DIR" -x
+mkdir -p "$(dirname "$BIN_PATH")"
+ln -sf "$job/dockercri" "$BIN_PATH"
 
 log "scripts/setup.sh"
 "$REPO_DIR/scripts/setup.sh" || { log "setup.sh failed"; exit 1; }
 
 # Two runs: the host's filter without tests/systemd_units.rs, then that
 # binary alone (it stops docker.service, which would break any test running
-# beside it). A run that selects no test passes.
-mkdir -p /var/tmp/nextest
+# beside it). A run that selects no test passes. The archive was unpacked
+# on the host (tests/ in the job share).
 nextest() {
   local name=$1 expr=$2
+  local source=(--binaries-metadata "$job/tests/target/nextest/binaries-metadata.json"
+    --cargo-metadata "$job/tests/target/nextest/cargo-metadata.json"
+    --target-dir-remap "$job/tests/target")
   log "nextest ($name): $expr; $NEXTEST_ARGS"
   # shellcheck disable=SC2086 # NEXTEST_ARGS is a list of words.
-  "$job/cargo-nextest" nextest run \
-    --archive-file "$job/tests.tar.zst" \
-    --workspace-remap "$REPO_DIR" \
-    --extract-to /var/tmp/nextest --extract-overwrite \
+  "$job/cargo-nextest" nextest run "${source[@]}" --workspace-remap "$REPO_DIR" \
     --profile guest --no-fail-fast --no-tests pass \
     $NEXTEST_ARGS -E "$expr" 2>&1 | tee "$out/nextest-$name.log"
   local status=${PIPESTATUS[0]}
   local junit
-  junit=$(find /var/tmp/nextest -name junit.xml -path '*guest*' | head -1)
+  junit=$(find "$REPO_DIR/target" -name junit.xml -path '*guest*' 2>/dev/null | head -1)
   [ -z "$junit" ] || mv "$junit" "$out/junit-$name.xml"
   return "$status"
 }
