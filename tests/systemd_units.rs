@@ -176,6 +176,9 @@ fn assert_units_up(after: &str) {
 async fn run_pod(rt: &mut RuntimeServiceClient<Channel>, test: &str) -> (String, String) {
     let labels = HashMap::from([(TEST_LABEL.to_string(), test.to_string())]);
     let name = unique_id("units");
+    // kubelet makes the pod's log directory before RunPodSandbox.
+    let log_directory = format!("/var/log/pods/default_{name}");
+    std::fs::create_dir_all(&log_directory).unwrap();
     let config = PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
             name: name.clone(),
@@ -184,7 +187,7 @@ async fn run_pod(rt: &mut RuntimeServiceClient<Channel>, test: &str) -> (String,
             attempt: 0,
         }),
         hostname: name.clone(),
-        log_directory: format!("/var/log/pods/default_{name}"),
+        log_directory,
         labels: labels.clone(),
         linux: Some(LinuxPodSandboxConfig {
             security_context: Some(LinuxSandboxSecurityContext {
