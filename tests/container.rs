@@ -496,6 +496,9 @@ async fn seccomp_runtime_default_blocks_and_unconfined_allows() {
     let h = Harness::start().await;
     let pod = h.pod("seccomp").await;
     let script = "unshare -U true 2>/dev/null && echo allowed || echo blocked";
+    // AppArmor unconfined in both: Docker's docker-default profile denies
+    // userns_create under AppArmor 4 (the Debian trixie guest of
+    // scripts/guest), whatever the seccomp profile says.
     let profile = |t: ProfileType| {
         move |c: &mut dockercri::proto::ContainerConfig| {
             secure(
@@ -503,6 +506,10 @@ async fn seccomp_runtime_default_blocks_and_unconfined_allows() {
                 LinuxContainerSecurityContext {
                     seccomp: Some(SecurityProfile {
                         profile_type: t as i32,
+                        localhost_ref: String::new(),
+                    }),
+                    apparmor: Some(SecurityProfile {
+                        profile_type: ProfileType::Unconfined as i32,
                         localhost_ref: String::new(),
                     }),
                     ..Default::default()
