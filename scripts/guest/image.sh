@@ -28,11 +28,12 @@ case "$suite" in
   *) log "unknown suite $suite (trixie or sid)"; exit 2 ;;
 esac
 
-# The packages of the guest. The first line is the node itself; the rest is
+# The packages of the guest. The first line is the node itself (mount: no
+# longer pulled in by systemd in sid); the rest is
 # what scripts/setup.sh installs for the tests (keep the two in step;
 # docker-cli is only a Recommends of docker.io from trixie on).
 packages=(
-  systemd-sysv dbus udev kmod linux-image-amd64 initramfs-tools apparmor
+  systemd-sysv dbus udev kmod mount linux-image-amd64 initramfs-tools apparmor
   docker.io docker-cli tini busybox-static docker-registry apache2-utils curl tar
   containernetworking-plugins iptables iproute2 procps
 )
@@ -127,7 +128,7 @@ mmdebstrap --variant=apt --components=main \
   --dpkgopt='path-include=/usr/share/doc/*/copyright' \
   --dpkgopt='path-exclude=/usr/share/locale/*' \
   --customize-hook='echo dockercri-guest >"$1/etc/hostname"' \
-  --customize-hook='printf "/dev/vda / ext4 rw,relatime 0 1\n" >"$1/etc/fstab"' \
+  --customize-hook='printf "/dev/vda / ext4 rw,relatime 0 0\n" >"$1/etc/fstab"' \
   --customize-hook='passwd --root "$1" -d root' \
   --customize-hook="mkdir -p \"\$1/etc/docker\" && cp $work/daemon.json \"\$1/etc/docker/daemon.json\"" \
   --customize-hook="install -m 0755 $work/dockercri-guest-job \"\$1/usr/local/sbin/\"" \

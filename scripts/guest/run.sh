@@ -176,7 +176,7 @@ kill "$tail_pid" 2>/dev/null || true
 wait "$tail_pid" 2>/dev/null || true
 [ -s "$job/qemu.log" ] && log "qemu: $(tr '\n' ' ' <"$job/qemu.log")"
 t_end=$(date +%s)
-rm -f "$job/overlay.qcow2"
+rm -rf "$job/overlay.qcow2" "$job/tests"
 
 res="$job/results"
 rc=$(cat "$res/rc" 2>/dev/null || echo 1)
