@@ -2,9 +2,8 @@
 //! daemon. Exit codes: 0 after a clean shutdown, 1 when it cannot start or
 //! serve, 2 for a bad command line or config file.
 
-use std::process::ExitCode;
-
 use std::io::IsTerminal;
+use std::process::ExitCode;
 
 use clap::Parser;
 use dockercri::config::{Config, Flags, LogFormat};
@@ -52,7 +51,11 @@ fn init_tracing(level: Option<&str>, format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // Colours only on a terminal (and without NO_COLOR): under systemd
+        // stderr goes to the journal, which stores escape codes as they are.
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
         LogFormat::Json => builder.json().with_ansi(false).init(),
     }
 }

@@ -840,12 +840,23 @@ fn systemd_units_pass_systemd_analyze_verify() {
         "Type=notify",
         "KillMode=process",
         "Restart=always",
-        "Requires=docker.service",
+        "Requires=dockercri.socket",
     ] {
         assert!(service.contains(line), "dockercri.service lacks {line}");
     }
+    // dockercri serves without dockerd: Docker's stops and restarts must
+    // not take it (or its socket) down. tests/systemd_units.rs shows it
+    // under systemd.
+    assert!(
+        !service.contains("Requires=docker.service") && !service.contains("BindsTo="),
+        "dockercri.service must not go down with docker.service"
+    );
     let socket = std::fs::read_to_string(units.join("dockercri.socket")).unwrap();
     assert!(socket.contains("SocketMode=0660"));
+    assert!(
+        !socket.contains("PartOf="),
+        "the socket must outlive the service"
+    );
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(dir.path().join("dockercri.socket"))
