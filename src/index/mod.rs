@@ -17,12 +17,13 @@
 pub mod entry;
 pub mod watch;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
+use bollard::models::ContainerInspectResponse;
 use futures_util::future::join_all;
 
 use crate::docker::DockerClient;
@@ -55,6 +56,10 @@ struct State {
     /// Containers our writes removed, with the generation of the removal
     /// and when: a refresh that began before it must not bring them back.
     gone: HashMap<String, (u64, Instant)>,
+    /// Containers Docker sent an `oom` event for. Docker 26 on cgroup v2
+    /// can lose the kill from the container's state (its exit handling
+    /// overwrites the flag the OOM event set), but not the event.
+    oom_killed: HashSet<String>,
     /// When (host clock, ns) the latest inspect of each container was
     /// sent, or it was last marked dirty (its next read inspects it): an
     /// event older than that is already in what it saw, or will be.
@@ -146,6 +151,26 @@ impl Index {
         self.complete_until.fetch_max(ns, Ordering::AcqRel);
     }
 
+    /// Records Docker's `oom` event for container `id` (a full id).
+    pub(crate) fn oom_event(&self, id: &str) {
+        self.write().oom_killed.insert(id.to_string());
+    }
+
+    /// Marks an exited container an `oom` event was seen for as OOM-killed,
+    /// whatever Docker's state says.
+    fn with_oom_events(&self, mut inspect: ContainerInspectResponse) -> ContainerInspectResponse {
+        let seen = inspect
+            .id
+            .as_deref()
+            .is_some_and(|id| self.read().oom_killed.contains(id));
+        if let Some(state) = inspect.state.as_mut().filter(|s| s.running != Some(true))
+            && seen
+        {
+            state.oom_killed = Some(true);
+        }
+        inspect
+    }
+
     /// Marks a container as changed by a write: the next read inspects it.
     /// Returns the mark's generation.
     pub fn invalidate(&self, id: &str) -> u64 {
@@ -235,6 +260,7 @@ impl Index {
     /// `destroy` event): nothing to inspect.
     pub fn removed(&self, id: &str) {
         let mut state = self.write();
+        state.oom_killed.remove(id);
         state.next_generation += 1;
         let generation = state.next_generation;
         state.entries.remove(id);
@@ -431,7 +457,10 @@ impl Index {
             state.seen_now(id);
             (state.dirty.get(id).copied(), state.next_generation)
         };
-        let found = docker.inspect_container(id, "container").await?;
+        let found = docker
+            .inspect_container(id, "container")
+            .await?
+            .map(|inspect| self.with_oom_events(inspect));
         let full_id = found.as_ref().and_then(|c| c.id.clone());
         let entry = found
             .and_then(|inspect| Entry::load(inspect, &self.root))
@@ -572,6 +601,28 @@ fn resolve(state: &State, id: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_oom_event_marks_the_exited_container_oom_killed() {
+        let index = Index::new(PathBuf::from("/nonexistent"));
+        let inspect = |id: &str, running: bool| ContainerInspectResponse {
+            id: Some(id.to_string()),
+            state: Some(bollard::models::ContainerState {
+                running: Some(running),
+                exit_code: Some(if running { 0 } else { 137 }),
+                oom_killed: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let oom = |c: ContainerInspectResponse| c.state.unwrap().oom_killed;
+        index.oom_event("a");
+        assert_eq!(oom(index.with_oom_events(inspect("a", false))), Some(true));
+        assert_eq!(oom(index.with_oom_events(inspect("a", true))), Some(false));
+        assert_eq!(oom(index.with_oom_events(inspect("b", false))), Some(false));
+        index.removed("a");
+        assert_eq!(oom(index.with_oom_events(inspect("a", false))), Some(false));
+    }
 
     fn state_with(ids: &[&str], dirty: &[&str]) -> State {
         let mut s = State::default();

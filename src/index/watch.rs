@@ -21,7 +21,11 @@ use crate::index::Entry;
 use crate::runtime::events;
 
 /// Docker actions that change what the index holds.
-const ACTIONS: [&str; 6] = ["create", "start", "die", "destroy", "update", "rename"];
+/// (`oom`: Docker 26 on cgroup v2 may lose the kill from the state it
+/// keeps, not from its events.)
+const ACTIONS: [&str; 7] = [
+    "create", "start", "die", "destroy", "update", "rename", "oom",
+];
 
 /// Inspects running at once during a full list.
 const LIST_CONCURRENCY: usize = 8;
@@ -157,6 +161,9 @@ fn apply(
     // inspects it) and inspected in the background a moment later: an
     // inspect waits for Docker's lock on the container (held through a
     // start), which must not hold up the events after it.
+    if action == "oom" {
+        ctx.index.oom_event(id);
+    }
     if action == "destroy" {
         ctx.index.removed(id);
     } else if !ctx.index.busy_with_event(id)
