@@ -34,7 +34,7 @@ esac
 # docker-cli is only a Recommends of docker.io from trixie on).
 packages=(
   systemd-sysv dbus udev kmod mount linux-image-amd64 initramfs-tools apparmor
-  docker.io docker-cli tini busybox-static docker-registry apache2-utils curl tar
+  docker.io docker-cli tini busybox-static docker-registry apache2-utils curl tar strace
   containernetworking-plugins iptables iproute2 procps
 )
 
