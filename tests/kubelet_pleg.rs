@@ -243,7 +243,16 @@ async fn a_sandbox_status_stamped_after_an_event_shows_what_it_changed() {
             break event.created_at;
         }
     };
-    let seen = reader.await.unwrap();
+    let mut seen = reader.await.unwrap();
+    // On a slow node the reads above may all predate the event's stamp:
+    // read on until one is stamped at or after it.
+    for _ in 0..300 {
+        if seen.iter().any(|r| r.timestamp >= stopped_at) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen.push(sandbox_status(&h, &pod.id).await);
+    }
     let mut after = 0;
     for reply in &seen {
         let state = reply
