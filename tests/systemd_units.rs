@@ -80,10 +80,18 @@ fn journal() -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Installs the binary at the unit's ExecStart path and the units in
-/// /etc/systemd/system, as the README's "Installing the systemd units".
+/// Installs the binary at the unit's ExecStart path, the config file the
+/// service reads and the units in /etc/systemd/system, as the README's
+/// "From a checkout".
 fn install_units() {
-    let units = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all("/etc/dockercri").unwrap();
+    std::fs::copy(
+        repo.join("packaging/config.toml"),
+        "/etc/dockercri/config.toml",
+    )
+    .unwrap();
+    let units = repo.join("systemd");
     let service = std::fs::read_to_string(units.join(SERVICE)).unwrap();
     let exec = service
         .lines()

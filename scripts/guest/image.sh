@@ -33,7 +33,7 @@ esac
 # what scripts/setup.sh installs for the tests (keep the two in step;
 # docker-cli is only a Recommends of docker.io from trixie on).
 packages=(
-  systemd-sysv dbus udev kmod mount linux-image-amd64 initramfs-tools apparmor
+  systemd-sysv dbus udev kmod mount e2fsprogs linux-image-amd64 initramfs-tools apparmor
   docker.io docker-cli tini busybox-static docker-registry apache2-utils curl tar strace
   containernetworking-plugins iptables iproute2 procps
 )
