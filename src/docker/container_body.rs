@@ -166,29 +166,22 @@ pub fn mount(m: &Mount, recursive_read_only: bool) -> Result<MountSpec> {
                 "this Docker Engine cannot make mounts recursively read-only (needs API 1.44)",
             ));
         }
-        return Ok(MountSpec::Mount(Box::new(DockerMount {
-            target: Some(m.container_path.clone()),
-            source: Some(m.host_path.clone()),
-            typ: Some(MountType::BIND),
-            read_only: Some(true),
-            bind_options: Some(MountBindOptions {
+        return Ok(read_only_bind(
+            m,
+            MountBindOptions {
                 read_only_force_recursive: Some(true),
                 ..Default::default()
-            }),
-            ..Default::default()
-        })));
+            },
+        ));
     }
     // From API 1.44 Docker makes a plain `ro` bind recursively read-only
     // where the kernel can; the CRI's `readonly` alone is not recursive
     // (what runc does for containerd). An SELinux relabel has no `Mounts`
     // form: such a bind stays a bind string.
     if m.readonly && recursive_read_only && !m.selinux_relabel {
-        return Ok(MountSpec::Mount(Box::new(DockerMount {
-            target: Some(m.container_path.clone()),
-            source: Some(m.host_path.clone()),
-            typ: Some(MountType::BIND),
-            read_only: Some(true),
-            bind_options: Some(MountBindOptions {
+        return Ok(read_only_bind(
+            m,
+            MountBindOptions {
                 read_only_non_recursive: Some(true),
                 propagation: propagation.map(|p| match p {
                     "rshared" => MountBindOptionsPropagationEnum::RSHARED,
@@ -197,9 +190,8 @@ pub fn mount(m: &Mount, recursive_read_only: bool) -> Result<MountSpec> {
                 // A bind string makes a missing source directory; so does this.
                 create_mountpoint: Some(true),
                 ..Default::default()
-            }),
-            ..Default::default()
-        })));
+            },
+        ));
     }
     let mut opts = vec![];
     if m.readonly {
@@ -217,6 +209,19 @@ pub fn mount(m: &Mount, recursive_read_only: bool) -> Result<MountSpec> {
         bind.push_str(&opts.join(","));
     }
     Ok(MountSpec::Bind(bind))
+}
+
+/// A read-only bind mount of `m` in Docker's `Mounts` form, with `options`
+/// saying how read-only.
+fn read_only_bind(m: &Mount, options: MountBindOptions) -> MountSpec {
+    MountSpec::Mount(Box::new(DockerMount {
+        target: Some(m.container_path.clone()),
+        source: Some(m.host_path.clone()),
+        typ: Some(MountType::BIND),
+        read_only: Some(true),
+        bind_options: Some(options),
+        ..Default::default()
+    }))
 }
 
 /// A mount in whichever of Docker's two forms it needs.

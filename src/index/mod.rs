@@ -157,8 +157,12 @@ impl Index {
     }
 
     /// Marks an exited container an `oom` event was seen for as OOM-killed,
-    /// whatever Docker's state says.
-    fn with_oom_events(&self, mut inspect: ContainerInspectResponse) -> ContainerInspectResponse {
+    /// whatever Docker's state says. Every inspect the index records goes
+    /// through it (a read's refresh and a full list alike).
+    pub(crate) fn with_oom_events(
+        &self,
+        mut inspect: ContainerInspectResponse,
+    ) -> ContainerInspectResponse {
         let seen = inspect
             .id
             .as_deref()

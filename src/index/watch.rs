@@ -231,7 +231,8 @@ async fn relist(ctx: &Context) -> Result<usize> {
     let mut entries = Vec::with_capacity(inspected.len());
     for result in inspected {
         // A container removed since the list is simply not there.
-        if let Some(entry) = result?.and_then(|inspect| Entry::load(inspect, &root)) {
+        let inspected = result?.map(|inspect| ctx.index.with_oom_events(inspect));
+        if let Some(entry) = inspected.and_then(|inspect| Entry::load(inspect, &root)) {
             entries.push(entry);
         }
     }
