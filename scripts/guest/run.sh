@@ -160,29 +160,48 @@ if [ "$accel" != tcg ] && [ -c /dev/kvm ]; then
     qemu-img create -q -f qcow2 -b "$image/rootfs.img" -F raw "$job/overlay.qcow2"
   fi
 fi
-[ "$used" = kvm ] || boot tcg,thread=multi
-log "guest booting ($used, $cpus CPUs, $mem MiB); console: $job/console.log"
+# Streams the console until qemu exits (the guest powers off when done)
+# or the time limit passes.
+watch_guest() {
+  tail -n +1 -F "$job/console.log" 2>/dev/null &
+  local tail_pid=$!
+  while kill -0 "$qemu_pid" 2>/dev/null; do
+    [ -n "$t_job" ] || ! grep -q 'job started' "$job/console.log" || t_job=$(date +%s)
+    if [ "$(date +%s)" -gt "$deadline" ]; then
+      log "the guest ran for more than $limit_min minutes: stopping it"
+      kill "$qemu_pid" 2>/dev/null || true
+      break
+    fi
+    sleep 2
+  done
+  wait "$qemu_pid" 2>/dev/null || true
+  sleep 1
+  kill "$tail_pid" 2>/dev/null || true
+  wait "$tail_pid" 2>/dev/null || true
+  [ -s "$job/qemu.log" ] && log "qemu: $(tr '\n' ' ' <"$job/qemu.log")"
+  return 0
+}
 
-# Stream the console until qemu exits (the guest powers off when done) or
-# the time limit passes.
-tail -n +1 -F "$job/console.log" 2>/dev/null &
-tail_pid=$!
 deadline=$(($(date +%s) + limit_min * 60))
 t_job=
-while kill -0 "$qemu_pid" 2>/dev/null; do
-  [ -n "$t_job" ] || ! grep -q 'job started' "$job/console.log" || t_job=$(date +%s)
-  if [ "$(date +%s)" -gt "$deadline" ]; then
-    log "the guest ran for more than $limit_min minutes: stopping it"
-    kill "$qemu_pid" 2>/dev/null || true
-    break
-  fi
-  sleep 2
-done
-wait "$qemu_pid" 2>/dev/null || true
-sleep 1
-kill "$tail_pid" 2>/dev/null || true
-wait "$tail_pid" 2>/dev/null || true
-[ -s "$job/qemu.log" ] && log "qemu: $(tr '\n' ' ' <"$job/qemu.log")"
+[ "$used" = kvm ] || boot tcg,thread=multi
+log "guest booting ($used, $cpus CPUs, $mem MiB); console: $job/console.log"
+watch_guest
+# The guest kernel under TCG has panicked mid-run (once in CI, in the
+# scheduler, on code the kernel patches at run time, which TCG must
+# retranslate on every vCPU): that is the emulator, not a test result, so
+# the whole guest job runs once more from a fresh overlay. Nothing else is
+# retried, and a second panic fails the run.
+if [ ! -f "$job/results/rc" ] && grep -q 'Kernel panic' "$job/console.log" && [ "$(date +%s)" -lt "$deadline" ]; then
+  log "the guest kernel panicked ($(grep -m1 -o 'RIP: .*' "$job/console.log" || echo 'no RIP')); booting it again"
+  cp "$job/console.log" "$job/console-panic.log"
+  rm -rf "$job/results"
+  mkdir -p "$job/results"
+  qemu-img create -q -f qcow2 -b "$image/rootfs.img" -F raw "$job/overlay.qcow2"
+  t_job=
+  boot "$([ "$used" = kvm ] && echo kvm || echo tcg,thread=multi)"
+  watch_guest
+fi
 t_end=$(date +%s)
 rm -rf "$job/overlay.qcow2" "$job/tests"
 

@@ -168,7 +168,7 @@ fn apply(
         ctx.index.removed(id);
     } else if !ctx.index.busy_with_event(id)
         && !ctx.index.is_gone(id)
-        && !ctx.index.inspected_since(id, ns)
+        && inspect_again(action, ctx.index.inspected_since(id, ns))
     {
         ctx.index.settle_soon(&ctx.docker, id);
     }
@@ -176,6 +176,16 @@ fn apply(
     if ctx.events.has_subscribers() && publish.try_send(message.clone()).is_err() {
         warn!(container = %id, "container events fall behind; one is dropped");
     }
+}
+
+/// Whether an event about a container inspected `inspected_since` its
+/// stamp needs another inspect. An `oom` always does: Docker's own state
+/// can miss the kill (seen on Docker 20.10 with containers exiting side by
+/// side, and on Docker 26 with cgroup v2), so an inspect made after the
+/// event can still show `OOMKilled: false`; the inspect that follows the
+/// event marks the container from it.
+fn inspect_again(action: &str, inspected_since: bool) -> bool {
+    action == "oom" || !inspected_since
 }
 
 /// CRI events being translated at once (they are published in order).
@@ -289,6 +299,14 @@ mod tests {
         assert!(!seen.first_time("a", "start", 200));
         assert!(!seen.first_time("b", "start", 199));
         assert!(seen.first_time("b", "die", 300));
+    }
+
+    #[test]
+    fn an_oom_event_is_inspected_again_even_after_a_later_inspect() {
+        assert!(inspect_again("oom", true));
+        assert!(inspect_again("die", false));
+        assert!(!inspect_again("die", true));
+        assert!(!inspect_again("start", true));
     }
 
     #[test]
