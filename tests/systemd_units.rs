@@ -1,13 +1,16 @@
-//! The project's systemd units under systemd as PID 1: dockercri installed
-//! from `systemd/` the way the README says, socket activation on the first
-//! CRI call, `Type=notify` readiness, a `systemctl restart dockercri` that
-//! keeps the pods running, life through Docker's stops and restarts, and a
-//! plain-text journal.
+//! The project's systemd units under systemd as PID 1, installed both ways
+//! the README gives: from `systemd/` of a checkout, and from the Debian
+//! package (`apt-get install ./dockercri_*.deb`, the file named by
+//! `DOCKERCRI_PACKAGE`). Socket activation on the first CRI call,
+//! `Type=notify` readiness, restarts (by systemctl, by a package upgrade)
+//! that keep the pods running, life through Docker's stops and restarts, a
+//! plain-text journal, and a purge that takes only what is dockercri's.
 //!
 //! It takes over the machine's units, `/run/dockercri.sock` and
 //! `docker.service` (it stops Docker), so it runs only in the throwaway
 //! guest of `scripts/guest/run.sh`, alone (`scripts/guest/in-guest.sh`
-//! runs this binary after the others). On the host it is listed as ignored.
+//! runs this binary after the others, its tests one at a time: nextest's
+//! `systemd-units` group). On the host it is listed as ignored.
 
 mod common;
 
@@ -384,4 +387,139 @@ async fn the_units_activate_notify_keep_pods_and_outlive_dockers_restarts() {
     );
 
     must(&["disable", "--now", UNIT_SOCKET, SERVICE]);
+    remove_units();
+}
+
+/// Takes away what `install_units` put in /etc/systemd/system (units there
+/// would shadow a package's in /usr/lib/systemd/system).
+fn remove_units() {
+    let _ = systemctl(&["stop", UNIT_SOCKET, SERVICE]);
+    for unit in [SERVICE, UNIT_SOCKET] {
+        let _ = std::fs::remove_file(Path::new("/etc/systemd/system").join(unit));
+    }
+    must(&["daemon-reload"]);
+    let _ = systemctl(&["reset-failed", UNIT_SOCKET, SERVICE]);
+}
+
+/// Runs apt-get (or dpkg) non-interactively; panics with its output and
+/// the journal when it fails.
+fn package_tool(tool: &str, args: &[&str]) {
+    let out = Command::new(tool)
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output()
+        .unwrap_or_else(|e| panic!("{tool}: {e}"));
+    assert!(
+        out.status.success(),
+        "{tool} {args:?}: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        journal()
+    );
+}
+
+fn is_enabled(unit: &str) -> String {
+    systemctl(&["is-enabled", unit]).1
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs systemd as PID 1 and the built package: runs in the guest (scripts/guest)"]
+async fn the_package_starts_its_socket_restarts_on_upgrade_and_purges_its_own() {
+    let init = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+    assert_eq!(init.trim(), "systemd", "PID 1 is not systemd");
+    let deb = std::env::var("DOCKERCRI_PACKAGE")
+        .expect("DOCKERCRI_PACKAGE names the .deb to install (scripts/guest/run.sh builds it)");
+    let deb = std::fs::canonicalize(&deb).unwrap_or_else(|e| panic!("{deb}: {e}"));
+    let deb = deb.to_str().unwrap();
+    remove_units();
+    let test = unique_id("package");
+
+    // A first install enables both units and starts the socket; the first
+    // CRI call starts the service from /usr/bin with the conffile.
+    package_tool("apt-get", &["install", "-y", "-q", deb]);
+    assert_eq!(is_enabled(UNIT_SOCKET), "enabled");
+    assert_eq!(is_enabled(SERVICE), "enabled");
+    assert_eq!(active(UNIT_SOCKET), "active", "{}", journal());
+    assert_eq!(active(SERVICE), "inactive", "started before any call");
+    assert_eq!(
+        prop(SERVICE, "FragmentPath"),
+        "/usr/lib/systemd/system/dockercri.service"
+    );
+    let mut rt = client().await;
+    let v = rt
+        .version(VersionRequest::default())
+        .await
+        .unwrap_or_else(|e| panic!("Version through the package's socket: {e:?}\n{}", journal()))
+        .into_inner();
+    assert_eq!(v.runtime_name, "docker");
+    assert_eq!(active(SERVICE), "active", "not activated by the first call");
+    let exec = prop(SERVICE, "ExecStart");
+    assert!(
+        exec.contains("path=/usr/bin/dockercri") && exec.contains("/etc/dockercri/config.toml"),
+        "{exec}"
+    );
+
+    // An upgrade (the same package again: prerm upgrade, postinst
+    // configure with the old version) restarts the service and keeps the
+    // pods, which the new process lists.
+    let (pod, container) = run_pod(&mut rt, &test).await;
+    let pid = prop(SERVICE, "MainPID");
+    package_tool("dpkg", &["-i", deb]);
+    assert_eq!(active(SERVICE), "active", "{}", journal());
+    assert_ne!(
+        prop(SERVICE, "MainPID"),
+        pid,
+        "the upgrade did not restart the service"
+    );
+    assert!(docker_running(&pod).await, "sandbox died with the upgrade");
+    assert!(
+        docker_running(&container).await,
+        "container died with the upgrade"
+    );
+    let mut rt = client().await;
+    let containers = rt
+        .list_containers(ListContainersRequest {
+            filter: Some(ContainerFilter {
+                pod_sandbox_id: pod.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    assert_eq!(containers[0].id, container);
+    assert_eq!(containers[0].state(), ContainerState::ContainerRunning);
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    drop(rt);
+
+    // Purge: the units stop and go, the socket file goes, and of the disk
+    // only dockercri's own root directory; Docker and a neighbour stay.
+    std::fs::create_dir_all("/var/lib/dockercri-neighbour").unwrap();
+    std::fs::write("/var/lib/dockercri-neighbour/keep", "x").unwrap();
+    assert!(Path::new("/var/lib/dockercri").is_dir());
+    package_tool("apt-get", &["purge", "-y", "-q", "dockercri"]);
+    assert_eq!(active(SERVICE), "inactive");
+    assert_eq!(active(UNIT_SOCKET), "inactive");
+    assert!(!Path::new(SOCKET).exists(), "{SOCKET} left after purge");
+    for gone in [
+        "/usr/bin/dockercri",
+        "/usr/lib/systemd/system/dockercri.service",
+        "/etc/dockercri/config.toml",
+        "/var/lib/dockercri",
+    ] {
+        assert!(!Path::new(gone).exists(), "{gone} left after purge");
+    }
+    assert!(Path::new("/var/lib/dockercri-neighbour/keep").exists());
+    std::fs::remove_dir_all("/var/lib/dockercri-neighbour").unwrap();
+    assert_eq!(
+        active("docker.service"),
+        "active",
+        "the purge touched Docker"
+    );
 }

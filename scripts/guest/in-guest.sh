@@ -7,7 +7,7 @@
 # The checkout's share is at /run/dockercri-repo; the job share
 # (/run/dockercri-guest) holds `env` (written by
 # scripts/guest/run.sh), tests/ (the unpacked nextest archive),
-# cargo-nextest and dockercri; the
+# cargo-nextest, dockercri and dockercri.deb (the package); the
 # results go to its results/ directory: rc, nextest-{suite,units}.log,
 # junit-{suite,units}.xml, platform.txt, journal.txt.
 set -uo pipefail
@@ -93,4 +93,6 @@ nextest() {
 }
 rc=0
 nextest suite "($FILTER) - binary(systemd_units)" || rc=$?
+# The package the units test installs (scripts/guest/run.sh copies it).
+[ ! -f "$job/dockercri.deb" ] || export DOCKERCRI_PACKAGE="$job/dockercri.deb"
 nextest units "($FILTER) & binary(systemd_units)" || rc=$?

@@ -41,7 +41,8 @@ repo=$(pwd)
 #     the host);
 #   kubelet_pleg: the evented PLEG's view of a pod;
 #   daemon's status_features_follow_dockers_api_version: API 1.44+ features;
-#   systemd_units: the units under systemd as PID 1 (ignored on the host).
+#   systemd_units: the units under systemd as PID 1, from the checkout and
+#     from the Debian package (ignored on the host).
 # Everything else (image pulls, attach/port-forward, CNI, events, the
 # index, reliability, metrics, benchmarks, pure tests) runs on the host
 # only (scripts/test.sh). So do the log tests: under TCG a debug build
@@ -108,6 +109,14 @@ tar --zstd -xf "$job/tests.tar.zst" -C "$job/tests"
 bin_path="$target_dir/debug/dockercri"
 cp "$bin_path" "$job/dockercri"
 cp "$(command -v cargo-nextest)" "$job/cargo-nextest"
+# The Debian package, for the units test that installs it (a release
+# build; CI has just built it for scripts/package-check.sh).
+rm -f "$job/dockercri.deb"
+if [ "$filter" = all\(\) ] || [[ "$filter" == *systemd_units* ]]; then
+  log "building the package (scripts/package.sh)"
+  scripts/package.sh >&2
+  cp "$(ls -t "$target_dir"/debian/dockercri_*.deb | head -1)" "$job/dockercri.deb"
+fi
 cat >"$job/env" <<EOF
 REPO_DIR=$(printf %q "$repo")
 BIN_PATH=$(printf %q "$bin_path")
