@@ -1,5 +1,5 @@
 //! Pod sandboxes: run, stop, remove, status, list, resources. A sandbox is
-//! a pause container; its CRI config is checkpointed under the root
+//! a pause container; its CRI config is recorded under the root
 //! directory so that a restart of dockercri loses nothing.
 
 use std::collections::HashMap;
@@ -21,8 +21,8 @@ use crate::proto::{
     ContainerStatus, LinuxContainerResources, PodIp, PodSandbox, PodSandboxConfig,
     PodSandboxFilter, PodSandboxNetworkStatus, PodSandboxStatusResponse, SecurityProfile,
 };
-use crate::runtime::checkpoint::{self, SandboxCheckpoint};
 use crate::runtime::{container, pause};
+use crate::sandbox_record::{self, SandboxRecord};
 
 /// Seconds a pod's containers get between SIGTERM and SIGKILL when the pod
 /// is stopped (kubelet has normally stopped them already, with the pod's
@@ -33,7 +33,7 @@ const STOP_GRACE_SECS: i64 = 10;
 #[derive(Default)]
 struct Undo {
     container: Option<String>,
-    checkpoint: Option<String>,
+    record: Option<String>,
     directory: Option<MadeDirs>,
 }
 
@@ -45,8 +45,8 @@ impl Undo {
                 warn!(sandbox = %id, error = %e, "cannot remove the half-made sandbox");
             }
         }
-        if let Some(id) = &self.checkpoint {
-            let _ = checkpoint::remove(&ctx.config.root_directory, id);
+        if let Some(id) = &self.record {
+            let _ = sandbox_record::remove(&ctx.config.root_directory, id);
         }
         if let Some(made) = &self.directory {
             remove_made_dirs(made);
@@ -111,14 +111,14 @@ pub async fn run(ctx: &Context, config: PodSandboxConfig, runtime_handler: &str)
     }
 }
 
-/// Writes a sandbox's checkpoint on a blocking thread: the write waits
+/// Writes a sandbox's record on a blocking thread: the write waits
 /// for the disk (it is synced, to survive a power loss).
-async fn save_checkpoint(ctx: &Context, id: &str, saved: SandboxCheckpoint) -> Result<()> {
+async fn save_record(ctx: &Context, id: &str, saved: SandboxRecord) -> Result<()> {
     let root = ctx.config.root_directory.clone();
     let id = id.to_string();
-    tokio::task::spawn_blocking(move || checkpoint::save(&root, &id, &saved))
+    tokio::task::spawn_blocking(move || sandbox_record::save(&root, &id, &saved))
         .await
-        .map_err(|e| Error::Internal(format!("writing a sandbox checkpoint: {e}")))?
+        .map_err(|e| Error::Internal(format!("writing a sandbox record: {e}")))?
 }
 
 /// What a create attempt came to.
@@ -180,11 +180,11 @@ async fn create_and_start(
     ctx.index.invalidate(&id);
     undo.container = Some(id.clone());
 
-    undo.checkpoint = Some(id.clone());
-    save_checkpoint(
+    undo.record = Some(id.clone());
+    save_record(
         ctx,
         &id,
-        SandboxCheckpoint {
+        SandboxRecord {
             config: Some(config.clone()),
             runtime_handler: runtime_handler.to_string(),
             ..Default::default()
@@ -335,7 +335,7 @@ async fn reuse_existing(
     network::teardown(ctx, &id, running_pid(&existing)).await?;
     let remove = ctx.docker.remove_container(&id);
     ctx.index.removing(&ctx.docker, &id, remove).await?;
-    let _ = checkpoint::remove(&ctx.config.root_directory, &id);
+    let _ = sandbox_record::remove(&ctx.config.root_directory, &id);
     Ok(None)
 }
 
@@ -498,7 +498,7 @@ pub async fn stop(ctx: &Context, id: &str) -> Result<()> {
 }
 
 /// `RemovePodSandbox`: removes every container of the pod, the pause
-/// container and the checkpoint (not the pod's log directory: kubelet's).
+/// container and the record (not the pod's log directory: kubelet's).
 /// Unknown ids are success.
 pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
     let sandbox = find(ctx, id).await?;
@@ -525,27 +525,26 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
     )
     .await?;
     let is_id = full_id.chars().all(|c| c.is_ascii_hexdigit()) && !full_id.is_empty();
-    // The index holds the checkpoint it read with the sandbox; the disk is
+    // The index holds the record it read with the sandbox; the disk is
     // asked only when it has none.
     let saved = match sandbox.as_ref().map(|s| &s.view) {
         Some(View::Sandbox {
-            checkpoint: Some(c),
-            ..
-        }) => Some(SandboxCheckpoint::clone(c)),
+            record: Some(c), ..
+        }) => Some(SandboxRecord::clone(c)),
         _ => is_id
-            .then(|| checkpoint::load(&ctx.config.root_directory, &full_id))
+            .then(|| sandbox_record::load(&ctx.config.root_directory, &full_id))
             .flatten(),
     };
     // The pod's log directory is not ours to delete: kubelet names it and
     // its garbage collector removes it once the pod is gone (containerd
     // leaves it too). Deleting a path a request named could take anything
     // on the node with it.
-    // The checkpoint goes while Docker removes the pause container: work
+    // The record goes while Docker removes the pause container: work
     // that waits on the disk (busy with Docker's own writes) stays off the
     // call's critical path and off the async workers.
     let root = ctx.config.root_directory.clone();
     let roots = (root.clone(), ctx.config.cri_dockerd_root_directory.clone());
-    let files_removed = remove_checkpoint(roots, is_id.then(|| full_id.clone()));
+    let files_removed = remove_records(roots, is_id.then(|| full_id.clone()));
     if sandbox.is_none() {
         return files_removed.await;
     }
@@ -555,13 +554,13 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
         files_removed
     );
     if let Err(e) = removed {
-        // The pause container is still there: so is its checkpoint.
+        // The pause container is still there: so is its record.
         if let Some(saved) = saved.filter(|_| is_id) {
             let id = full_id.clone();
             let restored =
-                tokio::task::spawn_blocking(move || checkpoint::save(&root, &id, &saved)).await;
+                tokio::task::spawn_blocking(move || sandbox_record::save(&root, &id, &saved)).await;
             if !matches!(restored, Ok(Ok(()))) {
-                warn!(sandbox = %full_id, "cannot put back the checkpoint of a sandbox Docker did not remove");
+                warn!(sandbox = %full_id, "cannot put back the record of a sandbox Docker did not remove");
             }
         }
         return Err(e);
@@ -571,20 +570,20 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Deletes a removed pod's checkpoint, and cri-dockerd's if it made the
+/// Deletes a removed pod's record, and cri-dockerd's if it made the
 /// pod (on a blocking thread).
-async fn remove_checkpoint(
+async fn remove_records(
     (root, cri_dockerd_root): (std::path::PathBuf, std::path::PathBuf),
-    checkpoint_of: Option<String>,
+    record_of: Option<String>,
 ) -> Result<()> {
     let removed = tokio::task::spawn_blocking(move || {
-        checkpoint_of.map_or(Ok(()), |id| {
-            checkpoint::remove_cri_dockerd(&cri_dockerd_root, &id);
-            checkpoint::remove(&root, &id)
+        record_of.map_or(Ok(()), |id| {
+            sandbox_record::remove_cri_dockerd(&cri_dockerd_root, &id);
+            sandbox_record::remove(&root, &id)
         })
     })
     .await;
-    removed.map_err(|e| Error::Internal(format!("removing a pod's checkpoint: {e}")))?
+    removed.map_err(|e| Error::Internal(format!("removing a pod's record: {e}")))?
 }
 
 /// `PodSandboxStatus` as kubelet reads it: the sandbox with the statuses
@@ -635,10 +634,7 @@ pub async fn status(ctx: &Context, id: &str, verbose: bool) -> Result<PodSandbox
     let sandbox = find(ctx, id)
         .await?
         .ok_or_else(|| Error::not_found("pod sandbox", id))?;
-    let View::Sandbox {
-        status, checkpoint, ..
-    } = &sandbox.view
-    else {
+    let View::Sandbox { status, record, .. } = &sandbox.view else {
         return Err(Error::not_found("pod sandbox", id));
     };
     let mut status = status.clone();
@@ -651,7 +647,7 @@ pub async fn status(ctx: &Context, id: &str, verbose: bool) -> Result<PodSandbox
     if verbose {
         info.insert(
             "info".to_string(),
-            verbose_info(&sandbox.inspect, checkpoint.as_deref()).to_string(),
+            verbose_info(&sandbox.inspect, record.as_deref()).to_string(),
         );
     }
     Ok(PodSandboxStatusResponse {
@@ -664,7 +660,7 @@ pub async fn status(ctx: &Context, id: &str, verbose: bool) -> Result<PodSandbox
 
 fn verbose_info(
     sandbox: &bollard::models::ContainerInspectResponse,
-    saved: Option<&SandboxCheckpoint>,
+    saved: Option<&SandboxRecord>,
 ) -> serde_json::Value {
     let host = sandbox.host_config.clone().unwrap_or_default();
     let config = saved.and_then(|c| c.config.as_ref());
@@ -735,10 +731,10 @@ pub async fn update_resources(
     let full_id = sandbox.id().to_string();
     let _pod = ctx.pod_locks.lock(&lock_key(&sandbox)).await;
     let root = &ctx.config.root_directory;
-    let mut saved = checkpoint::load(root, &full_id).unwrap_or_default();
+    let mut saved = sandbox_record::load(root, &full_id).unwrap_or_default();
     saved.overhead = overhead;
     saved.resources = resources;
-    save_checkpoint(ctx, &full_id, saved).await?;
+    save_record(ctx, &full_id, saved).await?;
     ctx.index.settle(&ctx.docker, &full_id);
     debug!(sandbox = %full_id, "pod sandbox resources recorded");
     Ok(())
