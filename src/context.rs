@@ -11,13 +11,13 @@ use crate::docker::DockerClient;
 use crate::docker::oom_score::OomPolicy;
 use crate::image::ImageState;
 use crate::index::Index;
+use crate::kernel_stats::StatsState;
 use crate::logs::LogManager;
 use crate::network::pod_cidr::PodCidr;
 use crate::runtime::events::EventHub;
 use crate::runtime::locks::KeyedLocks;
 use crate::runtime::pause::PauseImage;
 use crate::runtime::stats::Facts;
-use crate::stats::StatsState;
 use crate::streaming::Registry;
 
 /// Shared by all handlers; cheap to reach through an `Arc`.

@@ -27,7 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "index",
             "logs",
             "network",
-            "stats",
+            "kernel_stats",
             "streaming",
             "sandbox_record",
         ],

@@ -11,6 +11,7 @@ pub mod error;
 pub mod fsutil;
 pub mod image;
 pub mod index;
+pub mod kernel_stats;
 #[cfg(test)]
 mod layers;
 pub mod listener;
@@ -19,7 +20,6 @@ pub mod network;
 pub mod runtime;
 pub mod sandbox_record;
 pub mod server;
-pub mod stats;
 pub mod streaming;
 
 pub use error::{Error, Result};
