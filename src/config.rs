@@ -604,7 +604,7 @@ mod tests {
 
     #[test]
     fn the_version_line_names_the_cri_api_the_version_rpc_reports() {
-        let cri = format!("CRI {}", crate::runtime::status::RUNTIME_API_VERSION);
+        let cri = format!("CRI {}", crate::cri::RUNTIME_API_VERSION);
         assert!(VERSION.contains(&cri), "{VERSION}");
         assert!(VERSION.starts_with(env!("CARGO_PKG_VERSION")), "{VERSION}");
     }

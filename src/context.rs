@@ -4,19 +4,20 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use crate::config::Config;
 use crate::docker::DockerClient;
+use crate::docker::oom_score::OomPolicy;
 use crate::image::ImageState;
 use crate::index::Index;
+use crate::kernel_stats::StatsState;
 use crate::logs::LogManager;
+use crate::network::pod_cidr::PodCidr;
 use crate::runtime::events::EventHub;
 use crate::runtime::locks::KeyedLocks;
-use crate::runtime::oom::OomPolicy;
 use crate::runtime::pause::PauseImage;
 use crate::runtime::stats::Facts;
-use crate::stats::StatsState;
 use crate::streaming::Registry;
 
 /// Shared by all handlers; cheap to reach through an `Arc`.
@@ -25,7 +26,7 @@ pub struct Context {
     pub config: Config,
     pub docker: Arc<DockerClient>,
     /// Pod CIDR from the last `UpdateRuntimeConfig` (empty until then).
-    pub pod_cidr: RwLock<String>,
+    pub pod_cidr: PodCidr,
     /// Whether and how `oom_score_adj` values are clamped.
     pub oom: OomPolicy,
     /// The sandbox image fallback state.
@@ -54,9 +55,7 @@ impl Context {
     pub fn new(config: Config) -> Self {
         let docker = Arc::new(DockerClient::new(config.docker.clone()));
         let logs = LogManager::new(&config.root_directory);
-        let pod_cidr = RwLock::new(crate::runtime::status::load_pod_cidr(
-            &config.root_directory,
-        ));
+        let pod_cidr = PodCidr::load(&config.root_directory);
         let oom = OomPolicy::new(config.restrict_oom_score_adj);
         let index = Arc::new(Index::new(config.root_directory.clone()));
         Context {

@@ -76,7 +76,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     });
 
     tokio::spawn(streaming.serve(ctx.clone(), stop.clone()));
-    let events = tokio::spawn(crate::index::watch::run(ctx.clone()));
+    let events = tokio::spawn(crate::index::watch::run(
+        ctx.clone(),
+        crate::runtime::events::publisher(ctx.clone()),
+    ));
     let shutdown = stop.clone();
     let mut serving = tokio::spawn(server::serve(
         bound.listener,

@@ -4,17 +4,22 @@
 pub mod authority;
 pub mod config;
 pub mod context;
+pub mod cri;
 pub mod daemon;
 pub mod docker;
 pub mod error;
+pub mod fsutil;
 pub mod image;
 pub mod index;
+pub mod kernel_stats;
+#[cfg(test)]
+mod layers;
 pub mod listener;
 pub mod logs;
 pub mod network;
 pub mod runtime;
+pub mod sandbox_record;
 pub mod server;
-pub mod stats;
 pub mod streaming;
 
 pub use error::{Error, Result};

@@ -12,11 +12,11 @@ use std::collections::HashMap;
 use std::path::{Component, Path};
 
 use dockercri::docker::container_body::{self, ContainerInputs};
+use dockercri::docker::oom_score::OomPolicy;
 use dockercri::docker::reference::Reference;
 use dockercri::docker::sandbox_body::{self, PodNetwork, SandboxInputs};
 use dockercri::docker::{labels, naming};
 use dockercri::proto::*;
-use dockercri::runtime::oom::OomPolicy;
 use proptest::collection::{hash_map, vec};
 use proptest::option;
 use proptest::prelude::*;

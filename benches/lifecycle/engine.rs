@@ -28,10 +28,10 @@ use bollard::query_parameters::{
 use dockercri::config::DockerLogLimit;
 use dockercri::docker::container_body::{self, ContainerInputs};
 use dockercri::docker::naming;
+use dockercri::docker::oom_score::OomPolicy;
 use dockercri::docker::sandbox_body::{self, PodNetwork, SandboxInputs};
 use dockercri::proto::runtime_service_client::RuntimeServiceClient;
 use dockercri::proto::*;
-use dockercri::runtime::oom::OomPolicy;
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use tonic::transport::Channel;

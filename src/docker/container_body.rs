@@ -11,6 +11,7 @@ use bollard::models::{
 
 use crate::config::DockerLogLimit;
 
+use crate::docker::oom_score::OomPolicy;
 use crate::docker::sandbox_body::{
     apparmor_opts, check_absolute_path, check_name_part, seccomp_opts, selinux_opts,
 };
@@ -20,7 +21,6 @@ use crate::proto::{
     CgroupDriver, ContainerConfig, LinuxContainerResources, Mount, MountPropagation, NamespaceMode,
     NamespaceOption, PodSandboxConfig, Signal, SupplementalGroupsPolicy,
 };
-use crate::runtime::oom::OomPolicy;
 
 /// What the container body needs besides the CRI configs.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use bollard::models::{
 use crate::docker::{labels, naming, time};
 use crate::proto::{
     Container, ContainerResources, ContainerState, ContainerStatus, ContainerUser, ImageSpec,
-    LinuxContainerResources, Mount, MountPropagation,
+    LinuxContainerResources, LinuxContainerUser, Mount, MountPropagation,
 };
 
 /// Exit reasons kubelet knows.
@@ -226,6 +226,33 @@ pub fn status(
     })
 }
 
+/// uid, gid and groups of a running process, from `/proc/<pid>/status`.
+pub fn process_user(pid: i64) -> Option<ContainerUser> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_process_user(&text)
+}
+
+/// Parses the `Uid:`, `Gid:` and `Groups:` lines (effective ids).
+pub fn parse_process_user(text: &str) -> Option<ContainerUser> {
+    let field = |name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(name)).map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|v| v.parse::<i64>().ok())
+                .collect::<Vec<_>>()
+        })
+    };
+    let uid = *field("Uid:")?.get(1)?;
+    let gid = *field("Gid:")?.get(1)?;
+    let supplemental_groups = field("Groups:").unwrap_or_default();
+    Some(ContainerUser {
+        linux: Some(LinuxContainerUser {
+            uid,
+            gid,
+            supplemental_groups,
+        }),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,5 +417,14 @@ mod tests {
             annotations: st.annotations,
             image_id: st.image_id,
         }
+    }
+
+    #[test]
+    fn process_user_comes_from_proc_status() {
+        let text = "Name:\tsh\nUid:\t1000\t1000\t1000\t1000\nGid:\t3000\t3000\t3000\t3000\nGroups:\t3000 4000 5000 \n";
+        let u = parse_process_user(text).unwrap().linux.unwrap();
+        assert_eq!((u.uid, u.gid), (1000, 3000));
+        assert_eq!(u.supplemental_groups, [3000, 4000, 5000]);
+        assert!(parse_process_user("Name: x\n").is_none());
     }
 }

@@ -107,6 +107,17 @@ pub fn matches_selector(
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
+/// The pod sandbox a Docker event (or container) with these labels is
+/// about: the container itself when it is a sandbox, else its sandbox
+/// label. `None` for non-pod containers.
+pub fn pod_of(id: &str, attributes: &HashMap<String, String>) -> Option<String> {
+    match attributes.get(TYPE).map(String::as_str) {
+        Some(TYPE_SANDBOX) => Some(id.to_string()),
+        Some(TYPE_CONTAINER) => attributes.get(SANDBOX_ID).cloned(),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +192,24 @@ mod tests {
         ] {
             assert_eq!(matches_selector(&labels, &sel), want, "{sel:?}");
         }
+    }
+
+    #[test]
+    fn events_belong_to_pods_only() {
+        let attrs = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            pod_of("sb", &attrs(&[(TYPE, TYPE_SANDBOX)])),
+            Some("sb".into())
+        );
+        assert_eq!(
+            pod_of("c", &attrs(&[(TYPE, TYPE_CONTAINER), (SANDBOX_ID, "sb")])),
+            Some("sb".into())
+        );
+        assert_eq!(pod_of("x", &attrs(&[("app", "nginx")])), None);
     }
 }

@@ -7,6 +7,7 @@ pub mod container_body;
 pub mod container_status;
 pub mod labels;
 pub mod naming;
+pub mod oom_score;
 pub mod reference;
 pub mod sandbox_body;
 pub mod sandbox_status;

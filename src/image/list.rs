@@ -13,10 +13,10 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use tracing::debug;
 
 use crate::context::Context;
+use crate::cri::BoxStream;
 use crate::error::{Error, Result};
 use crate::image::convert::{self, ImageMatcher, Pinned};
 use crate::proto::{Image, ImageFilter, ListImagesResponse, StreamImagesResponse};
-use crate::server::BoxStream;
 
 /// How many image inspects a (cold) list runs at once.
 const INSPECT_CONCURRENCY: usize = 8;

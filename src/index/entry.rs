@@ -7,7 +7,7 @@ use bollard::models::ContainerInspectResponse;
 
 use crate::docker::{container_status, labels, sandbox_status};
 use crate::proto::{Container, ContainerStatus, ContainerUser, PodSandbox, PodSandboxStatus};
-use crate::runtime::checkpoint::{self, SandboxCheckpoint};
+use crate::sandbox_record::{self, SandboxRecord};
 
 /// A pod sandbox or an app container, as the index keeps it.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ pub enum View {
     Sandbox {
         status: PodSandboxStatus,
         item: PodSandbox,
-        checkpoint: Option<Box<SandboxCheckpoint>>,
+        record: Option<Box<SandboxRecord>>,
     },
     Container {
         status: ContainerStatus,
@@ -38,12 +38,12 @@ pub enum View {
 
 impl Entry {
     /// The entry of a pod object read from disk and `/proc` where Docker
-    /// cannot say (the sandbox checkpoint, the process's user); `None` for
+    /// cannot say (the sandbox record, the process's user); `None` for
     /// containers that are not part of a pod.
     pub fn load(inspect: ContainerInspectResponse, root: &Path) -> Option<Entry> {
         let docker_labels = inspect.config.as_ref().and_then(|c| c.labels.as_ref());
         if sandbox_status::is_sandbox(docker_labels) {
-            let saved = checkpoint::load(root, inspect.id.as_deref()?);
+            let saved = sandbox_record::load(root, inspect.id.as_deref()?);
             Entry::sandbox(inspect, saved)
         } else if container_status::is_container(docker_labels) {
             let pid = inspect
@@ -57,7 +57,7 @@ impl Entry {
                 .and_then(crate::docker::naming::parse_container_name)
                 .is_some();
             if cri_name {
-                let user = pid.and_then(crate::runtime::container::process_user);
+                let user = pid.and_then(crate::docker::container_status::process_user);
                 Entry::container(inspect, user)
             } else {
                 let pod_sandbox_id = docker_labels?.get(labels::SANDBOX_ID)?.clone();
@@ -74,12 +74,12 @@ impl Entry {
     /// A sandbox entry; `None` when `inspect` is not a sandbox.
     pub fn sandbox(
         inspect: ContainerInspectResponse,
-        checkpoint: Option<SandboxCheckpoint>,
+        record: Option<SandboxRecord>,
     ) -> Option<Entry> {
         let status = sandbox_status::status(
             &inspect,
-            checkpoint.as_ref().and_then(|c| c.config.as_ref()),
-            checkpoint.as_ref().map(|c| c.runtime_handler.as_str()),
+            record.as_ref().and_then(|c| c.config.as_ref()),
+            record.as_ref().map(|c| c.runtime_handler.as_str()),
         )?;
         let item = PodSandbox {
             id: status.id.clone(),
@@ -95,7 +95,7 @@ impl Entry {
             view: View::Sandbox {
                 status,
                 item,
-                checkpoint: checkpoint.map(Box::new),
+                record: record.map(Box::new),
             },
         })
     }
@@ -247,7 +247,7 @@ mod tests {
 
     #[test]
     fn sandboxes_take_metadata_from_their_checkpoint() {
-        let saved = SandboxCheckpoint {
+        let saved = SandboxRecord {
             config: Some(PodSandboxConfig {
                 metadata: Some(PodSandboxMetadata {
                     name: "web".into(),

@@ -100,7 +100,7 @@ const GONE_MEMORY: Duration = Duration::from_secs(600);
 pub const EVENT_SETTLE: Duration = Duration::from_millis(100);
 
 impl Index {
-    /// An empty, unsynced index; `root` holds the sandbox checkpoints.
+    /// An empty, unsynced index; `root` holds the sandbox records.
     pub fn new(root: PathBuf) -> Self {
         Index {
             root,

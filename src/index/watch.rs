@@ -18,7 +18,6 @@ use crate::context::Context;
 use crate::docker::{labels, time};
 use crate::error::Result;
 use crate::index::Entry;
-use crate::runtime::events;
 
 /// Docker actions that change what the index holds.
 /// (`oom`: Docker 26 on cgroup v2 may lose the kill from the state it
@@ -64,10 +63,10 @@ impl SeenEvents {
     }
 }
 
-/// Follows Docker for as long as dockercri runs.
-pub async fn run(ctx: Arc<Context>) {
+/// Follows Docker for as long as dockercri runs; hands every pod event it
+/// applied to `publish` while `GetContainerEvents` has subscribers.
+pub async fn run(ctx: Arc<Context>, publish: tokio::sync::mpsc::Sender<EventMessage>) {
     let mut seen = SeenEvents::default();
-    let publish = publisher(ctx.clone());
     loop {
         ctx.index.set_synced(false);
         let Ok(docker) = ctx.docker.get().await else {
@@ -150,7 +149,7 @@ fn apply(
         return;
     }
     let attributes = actor.attributes.clone().unwrap_or_default();
-    if events::pod_of(id, &attributes).is_none() {
+    if labels::pod_of(id, &attributes).is_none() {
         // Not ours, but Docker's stream has come this far.
         ctx.index.applied_until(ns);
         return;
@@ -187,34 +186,6 @@ fn apply(
 fn inspect_again(action: &str, inspected_since: bool) -> bool {
     action == "oom" || !inspected_since
 }
-
-/// CRI events being translated at once (they are published in order).
-const TRANSLATING: usize = 8;
-
-/// Translates Docker's events into CRI events for the subscribers, in
-/// order, off the index's path (a translation reads statuses, which may
-/// wait for Docker).
-fn publisher(ctx: Arc<Context>) -> tokio::sync::mpsc::Sender<EventMessage> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<EventMessage>(EVENT_QUEUE);
-    tokio::spawn(async move {
-        let translated = tokio_stream::wrappers::ReceiverStream::new(rx)
-            .map(|message| {
-                let ctx = ctx.clone();
-                async move { events::translate(&ctx, &message).await }
-            })
-            .buffered(TRANSLATING);
-        futures_util::pin_mut!(translated);
-        while let Some(event) = translated.next().await {
-            if let Some(event) = event {
-                ctx.events.publish(event);
-            }
-        }
-    });
-    tx
-}
-
-/// Docker events waiting for their translation.
-const EVENT_QUEUE: usize = 4096;
 
 /// Docker's pod containers (sandboxes and app containers), any state.
 async fn docker_list(ctx: &Context) -> Result<Vec<bollard::models::ContainerSummary>> {

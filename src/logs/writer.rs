@@ -93,10 +93,7 @@ fn save_position(file: &Path, p: Position) {
         if let Some(dir) = file.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        crate::runtime::status::write_atomically(
-            file,
-            format!("{} {}\n", p.ns, p.records).as_bytes(),
-        )
+        crate::fsutil::write_atomically(file, format!("{} {}\n", p.ns, p.records).as_bytes())
     };
     if let Err(e) = write() {
         warn!(path = %file.display(), error = %e, "cannot save log position");

@@ -9,6 +9,7 @@ pub mod args;
 pub mod cache;
 pub mod conf;
 pub mod exec;
+pub mod pod_cidr;
 pub mod result;
 
 use std::path::PathBuf;
@@ -20,7 +21,6 @@ use crate::config::NetworkPlugin;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::proto::{NamespaceMode, PodSandboxConfig};
-use crate::runtime::status::current_pod_cidr;
 use cache::Entry;
 use conf::NetworkList;
 use exec::Invocation;
@@ -74,7 +74,7 @@ pub async fn setup(
             why: format!("the CNI network plugin is not ready: {why}"),
         }
     })?;
-    let caps = args::capability_args(config, &current_pod_cidr(ctx))
+    let caps = args::capability_args(config, &ctx.pod_cidr.current())
         .map_err(|why| Error::invalid("config.annotations", why))?;
     let mut entry = Entry {
         kind: cache::KIND.into(),

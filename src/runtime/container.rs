@@ -16,9 +16,10 @@ use crate::index::{Entry, View};
 use crate::logs::Target;
 use crate::proto::{
     Container, ContainerConfig, ContainerFilter, ContainerState, ContainerStatusResponse,
-    ContainerUser, LinuxContainerResources, LinuxContainerUser, PodSandboxConfig,
+    LinuxContainerResources, PodSandboxConfig,
 };
-use crate::runtime::{apparmor, checkpoint, sandbox, unified};
+use crate::runtime::{apparmor, sandbox, unified};
+use crate::sandbox_record;
 
 /// How long `ContainerStatus` of an exited container waits for its log
 /// writer to catch up with the container's last output.
@@ -36,7 +37,7 @@ pub async fn create(
         .ok_or_else(|| Error::not_found("pod sandbox", sandbox_id))?;
     let pod_id = pod.id().to_string();
     let saved = match &pod.view {
-        View::Sandbox { checkpoint, .. } => checkpoint.as_ref().and_then(|c| c.config.clone()),
+        View::Sandbox { record, .. } => record.as_ref().and_then(|c| c.config.clone()),
         View::Container { .. } | View::Member { .. } => None,
     };
     let pod_config = sandbox_config.or(saved).unwrap_or_default();
@@ -324,33 +325,6 @@ pub async fn status(ctx: &Context, id: &str, verbose: bool) -> Result<ContainerS
     })
 }
 
-/// uid, gid and groups of a running process, from `/proc/<pid>/status`.
-pub(crate) fn process_user(pid: i64) -> Option<ContainerUser> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    parse_process_user(&text)
-}
-
-/// Parses the `Uid:`, `Gid:` and `Groups:` lines (effective ids).
-pub fn parse_process_user(text: &str) -> Option<ContainerUser> {
-    let field = |name: &str| {
-        text.lines().find_map(|l| l.strip_prefix(name)).map(|rest| {
-            rest.split_whitespace()
-                .filter_map(|v| v.parse::<i64>().ok())
-                .collect::<Vec<_>>()
-        })
-    };
-    let uid = *field("Uid:")?.get(1)?;
-    let gid = *field("Gid:")?.get(1)?;
-    let supplemental_groups = field("Groups:").unwrap_or_default();
-    Some(ContainerUser {
-        linux: Some(LinuxContainerUser {
-            uid,
-            gid,
-            supplemental_groups,
-        }),
-    })
-}
-
 /// `ListContainers` with every filter applied; only pod containers.
 pub async fn list(ctx: &Context, filter: Option<ContainerFilter>) -> Result<Vec<Container>> {
     let filter = filter.unwrap_or_default();
@@ -485,7 +459,7 @@ pub async fn reopen_log(ctx: &Context, id: &str) -> Result<()> {
 /// Resumes the log writers of existing containers after a dockercri
 /// restart: running ones keep writing; exited ones catch up on output that
 /// came while we were away (only where the log file still exists). Only
-/// pods this dockercri made (checkpointed under its root directory) and
+/// pods this dockercri made (recorded under its root directory) and
 /// logs it already writes (with a position under its root directory, as
 /// after a rotation of a cri-dockerd container's log) are adopted: a
 /// cri-dockerd container keeps its symlinked log until kubelet rotates it,
@@ -506,7 +480,7 @@ pub async fn resume_logs(ctx: &Context) -> Result<()> {
             .labels
             .as_ref()
             .and_then(|l| l.get(labels::SANDBOX_ID))
-            .is_some_and(|sb| checkpoint::load(&ctx.config.root_directory, sb).is_some());
+            .is_some_and(|sb| sandbox_record::load(&ctx.config.root_directory, sb).is_some());
         if !ours && !ctx.logs.has_position(&id) {
             continue;
         }
@@ -524,18 +498,4 @@ pub async fn resume_logs(ctx: &Context) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn process_user_comes_from_proc_status() {
-        let text = "Name:\tsh\nUid:\t1000\t1000\t1000\t1000\nGid:\t3000\t3000\t3000\t3000\nGroups:\t3000 4000 5000 \n";
-        let u = parse_process_user(text).unwrap().linux.unwrap();
-        assert_eq!((u.uid, u.gid), (1000, 3000));
-        assert_eq!(u.supplemental_groups, [3000, 4000, 5000]);
-        assert!(parse_process_user("Name: x\n").is_none());
-    }
 }

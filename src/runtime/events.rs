@@ -5,7 +5,7 @@
 //! gaps or repeats); subscribers each get a bounded queue, so a slow one
 //! only loses its own events (and that is logged).
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use bollard::models::EventMessage;
 use futures_util::StreamExt;
@@ -15,11 +15,11 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tracing::warn;
 
 use crate::context::Context;
+use crate::cri::BoxStream;
 use crate::docker::labels;
 use crate::index::View;
 use crate::proto::{ContainerEventResponse, ContainerEventType};
 use crate::runtime::{container, sandbox};
-use crate::server::BoxStream;
 
 /// Events a subscriber may fall behind by before it loses the oldest.
 pub const SUBSCRIBER_BUFFER: usize = 1024;
@@ -78,16 +78,6 @@ pub fn event_type(action: &str) -> Option<ContainerEventType> {
     }
 }
 
-/// The pod sandbox a Docker event is about: the container itself when it
-/// is a sandbox, else its sandbox label. `None` for non-pod containers.
-pub fn pod_of(id: &str, attributes: &HashMap<String, String>) -> Option<String> {
-    match attributes.get(labels::TYPE).map(String::as_str) {
-        Some(labels::TYPE_SANDBOX) => Some(id.to_string()),
-        Some(labels::TYPE_CONTAINER) => attributes.get(labels::SANDBOX_ID).cloned(),
-        _ => None,
-    }
-}
-
 /// The CRI event for a Docker event about a pod container, with the pod's
 /// status and its containers' statuses (read from the index).
 pub(crate) async fn translate(
@@ -98,7 +88,7 @@ pub(crate) async fn translate(
     let actor = message.actor.as_ref()?;
     let id = actor.id.clone()?;
     let attributes = actor.attributes.clone().unwrap_or_default();
-    let pod = pod_of(&id, &attributes)?;
+    let pod = labels::pod_of(&id, &attributes)?;
     let pod_sandbox_status = match sandbox::status(ctx, &pod, false).await {
         Ok(r) => r.status,
         Err(_) => None,
@@ -135,6 +125,34 @@ pub(crate) async fn translate(
     })
 }
 
+/// CRI events being translated at once (they are published in order).
+const TRANSLATING: usize = 8;
+
+/// Translates Docker's events into CRI events for the subscribers, in
+/// order, off the index's path (a translation reads statuses, which may
+/// wait for Docker).
+pub fn publisher(ctx: Arc<Context>) -> tokio::sync::mpsc::Sender<EventMessage> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<EventMessage>(EVENT_QUEUE);
+    tokio::spawn(async move {
+        let translated = tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(|message| {
+                let ctx = ctx.clone();
+                async move { translate(&ctx, &message).await }
+            })
+            .buffered(TRANSLATING);
+        futures_util::pin_mut!(translated);
+        while let Some(event) = translated.next().await {
+            if let Some(event) = event {
+                ctx.events.publish(event);
+            }
+        }
+    });
+    tx
+}
+
+/// Docker events waiting for their translation.
+const EVENT_QUEUE: usize = 4096;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,31 +170,6 @@ mod tests {
         ] {
             assert_eq!(event_type(action), want, "{action}");
         }
-    }
-
-    #[test]
-    fn events_belong_to_pods_only() {
-        let attrs = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
-        assert_eq!(
-            pod_of("sb", &attrs(&[(labels::TYPE, labels::TYPE_SANDBOX)])),
-            Some("sb".into())
-        );
-        assert_eq!(
-            pod_of(
-                "c",
-                &attrs(&[
-                    (labels::TYPE, labels::TYPE_CONTAINER),
-                    (labels::SANDBOX_ID, "sb")
-                ])
-            ),
-            Some("sb".into())
-        );
-        assert_eq!(pod_of("x", &attrs(&[("app", "nginx")])), None);
     }
 
     #[tokio::test]

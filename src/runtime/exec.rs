@@ -10,11 +10,11 @@ use futures_util::StreamExt;
 use tracing::{debug, warn};
 
 use crate::context::Context;
+use crate::cri::MAX_MESSAGE_SIZE;
 use crate::error::{Error, Result};
 use crate::index::Entry;
 use crate::proto::{AttachRequest, ExecRequest, ExecSyncResponse, PortForwardRequest};
 use crate::runtime::{container, sandbox};
-use crate::server::MAX_MESSAGE_SIZE;
 use crate::streaming::tokens::Pending;
 
 /// Most output bytes an `ExecSync` reply carries, stdout and stderr

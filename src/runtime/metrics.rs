@@ -1,6 +1,6 @@
 //! `ListMetricDescriptors`, `ListPodSandboxMetrics` and
 //! `StreamPodSandboxMetrics`: the cAdvisor metric set (see
-//! [`crate::stats::metrics`]) of every running pod and its running
+//! [`crate::kernel_stats::cadvisor`]) of every running pod and its running
 //! containers, read from the kernel as stats are. Like cAdvisor, which sees
 //! live cgroups only, stopped pods and containers are left out.
 
@@ -12,14 +12,14 @@ use futures_util::future::join_all;
 use crate::context::Context;
 use crate::docker::{container_status, labels, sandbox_status, time};
 use crate::error::{Error, Result};
+use crate::kernel_stats::cadvisor::{self, Layer, Reading, Subject};
+use crate::kernel_stats::{self as kernel, cgroup};
 use crate::proto::{ContainerMetrics, MetricDescriptor, PodSandboxMetrics};
 use crate::runtime::stats::{facts, pod_containers, pod_sample, running};
-use crate::stats::metrics::{self, Layer, Reading, Subject};
-use crate::stats::{self as kernel, cgroup};
 
 /// `ListMetricDescriptors`: fixed, so kubelet may ask once at start.
 pub fn descriptors() -> Vec<MetricDescriptor> {
-    metrics::descriptors()
+    cadvisor::descriptors()
 }
 
 /// `ListPodSandboxMetrics`: the pod containers from the index (one Docker
@@ -144,12 +144,12 @@ async fn one_pod(
     };
     Ok(PodSandboxMetrics {
         pod_sandbox_id: pod.id,
-        metrics: metrics::build(now, &who, &reading),
+        metrics: cadvisor::build(now, &who, &reading),
         container_metrics: readings
             .iter()
             .map(|(who, r)| ContainerMetrics {
                 container_id: who.id.clone(),
-                metrics: metrics::build(now, who, r),
+                metrics: cadvisor::build(now, who, r),
             })
             .collect(),
     })

@@ -12,11 +12,11 @@ use bollard::models::{ContainerInspectResponse, ContainerSummary, ContainerSumma
 use crate::context::Context;
 use crate::docker::{container_status, labels, naming, sandbox_status, time};
 use crate::error::{Error, Result};
+use crate::kernel_stats::{self, cgroup};
 use crate::proto::{
     ContainerAttributes, ContainerStats, ContainerStatsFilter, LinuxPodSandboxStats,
     PodSandboxAttributes, PodSandboxStats, PodSandboxStatsFilter,
 };
-use crate::stats::{self, cgroup};
 
 /// What stats need from `docker inspect`, kept per container id.
 #[derive(Debug, Clone, Default)]
@@ -123,12 +123,12 @@ async fn one_container(
             annotations: item.annotations.clone(),
         }),
         cpu: ctx.stats.cpu(&item.id, now, &sample),
-        memory: stats::memory(now, &sample),
+        memory: kernel_stats::memory(now, &sample),
         writable_layer: f
             .upper_dir
             .as_deref()
             .map(|u| ctx.stats.layer(u, &mountpoint, now)),
-        swap: stats::swap(now, &sample),
+        swap: kernel_stats::swap(now, &sample),
         io: None,
     };
     Ok((stats, sample))
@@ -258,7 +258,7 @@ async fn one_pod(
     let network = (f.pid > 0 && running(sb))
         .then(|| std::fs::read_to_string(format!("/proc/{}/net/dev", f.pid)).ok())
         .flatten()
-        .map(|text| stats::network(now, &text));
+        .map(|text| kernel_stats::network(now, &text));
     let key = format!("pod:{}", pod.id);
     Ok(PodSandboxStats {
         attributes: Some(PodSandboxAttributes {
@@ -272,9 +272,9 @@ async fn one_pod(
         }),
         linux: Some(LinuxPodSandboxStats {
             cpu: ctx.stats.cpu(&key, now, &pod_sample),
-            memory: stats::memory(now, &pod_sample),
+            memory: kernel_stats::memory(now, &pod_sample),
             network,
-            process: stats::processes(now, &pod_sample),
+            process: kernel_stats::processes(now, &pod_sample),
             containers: members,
             io: None,
         }),

@@ -3,7 +3,6 @@
 //! settings kubelet exchanges with it.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use bollard::models::SystemInfo;
@@ -11,18 +10,12 @@ use tracing::info;
 
 use crate::config::NetworkPlugin;
 use crate::context::Context;
+use crate::cri::{KUBE_API_VERSION, RUNTIME_API_VERSION, RUNTIME_NAME};
 use crate::error::{Error, Result};
 use crate::proto::{
     LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigResponse, RuntimeFeatures,
     RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusResponse, VersionResponse,
 };
-
-/// The CRI request API version dockercri answers with (as dockershim did).
-pub const KUBE_API_VERSION: &str = "0.1.0";
-/// `runtime_name` in `Version`: the engine we drive.
-pub const RUNTIME_NAME: &str = "docker";
-/// The CRI API version we speak.
-pub const RUNTIME_API_VERSION: &str = "v1";
 
 /// Condition types and reasons, as kubelet spells them.
 pub const RUNTIME_READY: &str = "RuntimeReady";
@@ -34,9 +27,6 @@ const REASON_NETWORK_NOT_READY: &str = "NetworkPluginNotReady";
 /// kubelet calls `Status` every few seconds and must not hang on it, and
 /// a hung dockerd must show as not ready within 2 s.
 const STATUS_PROBE_LIMIT: Duration = Duration::from_millis(1500);
-
-/// File under the root directory that keeps the pod CIDR across restarts.
-const POD_CIDR_FILE: &str = "pod-cidr";
 
 /// `Version`: the engine's own version is the runtime version.
 pub async fn version(ctx: &Context) -> Result<VersionResponse> {
@@ -174,7 +164,7 @@ fn verbose_info(ctx: &Context, info: Option<&SystemInfo>) -> HashMap<String, Str
             NetworkPlugin::DockerBridge => "",
             NetworkPlugin::Cni => "cni",
         },
-        "podCIDR": current_pod_cidr(ctx),
+        "podCIDR": ctx.pod_cidr.current(),
     });
     out.insert("config".into(), config.to_string());
     if let Some(info) = info {
@@ -209,30 +199,18 @@ pub async fn runtime_config(ctx: &Context) -> Result<RuntimeConfigResponse> {
 /// kubelet sends the config without a CIDR when it has none.
 pub fn update_runtime_config(ctx: &Context, pod_cidr: &str) -> Result<()> {
     let pod_cidr = pod_cidr.trim();
-    if pod_cidr.is_empty() || current_pod_cidr(ctx) == pod_cidr {
+    if pod_cidr.is_empty() || ctx.pod_cidr.current() == pod_cidr {
         return Ok(());
     }
     validate_cidr(pod_cidr)?;
-    let path = ctx.root_path(POD_CIDR_FILE);
-    write_atomically(&path, pod_cidr.as_bytes())
-        .map_err(|e| Error::io(format!("saving pod CIDR to {}", path.display()), e))?;
-    if let Ok(mut slot) = ctx.pod_cidr.write() {
-        *slot = pod_cidr.to_string();
-    }
+    ctx.pod_cidr.set(pod_cidr).map_err(|e| {
+        Error::io(
+            format!("saving pod CIDR to {}", ctx.pod_cidr.file().display()),
+            e,
+        )
+    })?;
     info!(pod_cidr, "pod CIDR updated");
     Ok(())
-}
-
-/// The pod CIDR kubelet last gave us.
-pub fn current_pod_cidr(ctx: &Context) -> String {
-    ctx.pod_cidr.read().map(|s| s.clone()).unwrap_or_default()
-}
-
-/// Reads the pod CIDR saved by an earlier run, if any.
-pub fn load_pod_cidr(root: &Path) -> String {
-    std::fs::read_to_string(root.join(POD_CIDR_FILE))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
 }
 
 /// Accepts one or more comma-separated CIDRs (dual stack), IPv4 or IPv6.
@@ -256,99 +234,9 @@ pub fn validate_cidr(text: &str) -> Result<()> {
     Ok(())
 }
 
-/// Writes through a temporary file and a rename, so a crash never leaves a
-/// half-written file behind; and durably: the file is fsynced before the
-/// rename and its directory after, so that a power loss of the node leaves
-/// either the old file or the whole new one.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)?;
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Set in the copy of this test binary that runs under strace.
-    const DURABLE_WRITE_TO: &str = "DOCKERCRI_TEST_DURABLE_WRITE_TO";
-
-    /// Runs one `write_atomically` under strace and reads the system calls:
-    /// the temporary file is fsynced before the rename, the directory after.
-    #[test]
-    fn a_write_is_synced_before_and_after_its_rename() {
-        if let Some(path) = std::env::var_os(DURABLE_WRITE_TO) {
-            write_atomically(Path::new(&path), b"checkpoint").unwrap();
-            return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sandbox.ckpt");
-        let out = std::process::Command::new("strace")
-            .args([
-                "-f",
-                "-qq",
-                "-e",
-                "trace=openat,fsync,fdatasync,rename,renameat,renameat2",
-            ])
-            .arg(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "runtime::status::tests::a_write_is_synced_before_and_after_its_rename",
-            ])
-            .env(DURABLE_WRITE_TO, &path)
-            .output()
-            .expect("strace (scripts/setup.sh installs it)");
-        assert!(out.status.success(), "{out:?}");
-        assert_eq!(std::fs::read(&path).unwrap(), b"checkpoint");
-        let trace = String::from_utf8_lossy(&out.stderr);
-        let calls: Vec<&str> = trace
-            .lines()
-            .filter(|l| l.contains(dir.path().to_str().unwrap()) || l.contains("fsync("))
-            .collect();
-        let fd_of = |needle: &str| {
-            calls
-                .iter()
-                .position(|l| l.contains("openat(") && l.contains(needle))
-                .map(|i| (i, calls[i].rsplit("= ").next().unwrap().trim().to_string()))
-                .unwrap_or_else(|| panic!("no open of {needle} in {calls:#?}"))
-        };
-        let (_, tmp_fd) = fd_of("sandbox.tmp\"");
-        let synced = |fd: &str, from: usize| {
-            calls[from..]
-                .iter()
-                .position(|l| l.contains(&format!("fsync({fd})")))
-                .map(|i| i + from)
-        };
-        let rename = calls
-            .iter()
-            .position(|l| l.contains("rename"))
-            .unwrap_or_else(|| panic!("no rename in {calls:#?}"));
-        assert!(
-            synced(&tmp_fd, 0).is_some_and(|i| i < rename),
-            "the file is not fsynced before its rename: {calls:#?}"
-        );
-        let dir_open = calls[rename..]
-            .iter()
-            .position(|l| {
-                l.contains("openat(") && l.contains(&format!("{}\"", dir.path().display()))
-            })
-            .map(|i| i + rename)
-            .unwrap_or_else(|| panic!("the directory is not opened after the rename: {calls:#?}"));
-        let dir_fd = calls[dir_open].rsplit("= ").next().unwrap().trim();
-        assert!(
-            synced(dir_fd, dir_open).is_some(),
-            "the directory is not fsynced after the rename: {calls:#?}"
-        );
-    }
 
     #[test]
     fn conditions_carry_reason_and_message_only_when_false() {

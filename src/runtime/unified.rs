@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use crate::docker::container_body::CgroupFiles;
 use crate::docker::labels;
 use crate::error::{Error, Result};
-use crate::stats::cgroup;
+use crate::kernel_stats::cgroup;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 

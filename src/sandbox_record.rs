@@ -1,17 +1,19 @@
-//! Sandbox checkpoints: what Docker cannot tell us about a sandbox after a
+//! Sandbox records: what Docker cannot tell us about a sandbox after a
 //! restart (its full CRI config: port mappings, host-network flag, DNS; the
 //! runtime handler; resources from `UpdatePodSandboxResources`), one small
-//! protobuf file per sandbox under `<root>/sandboxes/`, written atomically.
+//! protobuf file per sandbox under `<root>/sandboxes/`, written atomically
+//! and durably. (cri-dockerd and dockershim call theirs "checkpoints"; here
+//! that word is left to the CRI's `CheckpointContainer`.)
 
 use std::path::{Path, PathBuf};
 
 use prost::Message;
 
 use crate::error::{Error, Result};
+use crate::fsutil::write_atomically;
 use crate::proto::{LinuxContainerResources, PodSandboxConfig};
-use crate::runtime::status::write_atomically;
 
-/// The directory under the root directory that holds the checkpoints.
+/// The directory under the root directory that holds the records.
 pub const DIR: &str = "sandboxes";
 /// Where cri-dockerd keeps its sandbox checkpoints under its root directory
 /// (`sandboxCheckpointDir` in its core/checkpoint.go): one JSON file per
@@ -19,9 +21,9 @@ pub const DIR: &str = "sandboxes";
 /// host config holds the same port mappings and host-network flag).
 pub const CRI_DOCKERD_DIR: &str = "sandbox";
 
-/// One sandbox's checkpoint.
+/// One sandbox's record.
 #[derive(Clone, PartialEq, Message)]
-pub struct SandboxCheckpoint {
+pub struct SandboxRecord {
     #[prost(message, optional, tag = "1")]
     pub config: Option<PodSandboxConfig>,
     #[prost(string, tag = "2")]
@@ -44,25 +46,25 @@ fn path_in(root: &Path, dir: &str, id: &str) -> Result<PathBuf> {
     Ok(root.join(dir).join(id))
 }
 
-/// Writes (or replaces) the checkpoint of sandbox `id`.
-pub fn save(root: &Path, id: &str, checkpoint: &SandboxCheckpoint) -> Result<()> {
+/// Writes (or replaces) the record of sandbox `id`.
+pub fn save(root: &Path, id: &str, record: &SandboxRecord) -> Result<()> {
     let path = path(root, id)?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     }
-    write_atomically(&path, &checkpoint.encode_to_vec())
-        .map_err(|e| Error::io(format!("writing checkpoint {}", path.display()), e))
+    write_atomically(&path, &record.encode_to_vec())
+        .map_err(|e| Error::io(format!("writing record {}", path.display()), e))
 }
 
-/// Reads the checkpoint of sandbox `id`; `None` when there is none (a
+/// Reads the record of sandbox `id`; `None` when there is none (a
 /// sandbox made by cri-dockerd, or one whose file was lost) or it is corrupt.
-pub fn load(root: &Path, id: &str) -> Option<SandboxCheckpoint> {
+pub fn load(root: &Path, id: &str) -> Option<SandboxRecord> {
     let bytes = std::fs::read(path(root, id).ok()?).ok()?;
-    SandboxCheckpoint::decode(bytes.as_slice()).ok()
+    SandboxRecord::decode(bytes.as_slice()).ok()
 }
 
-/// Deletes the checkpoint of sandbox `id`; a missing one is fine.
+/// Deletes the record of sandbox `id`; a missing one is fine.
 pub fn remove(root: &Path, id: &str) -> Result<()> {
     remove_file(&path(root, id)?)
 }
@@ -82,7 +84,7 @@ pub fn remove_cri_dockerd(cri_dockerd_root: &Path, id: &str) {
 fn remove_file(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
-            format!("removing checkpoint {}", path.display()),
+            format!("removing sandbox record {}", path.display()),
             e,
         )),
         _ => Ok(()),
@@ -95,9 +97,9 @@ mod tests {
     use crate::proto::{PodSandboxMetadata, PortMapping};
 
     #[test]
-    fn checkpoints_round_trip_and_vanish() {
+    fn records_round_trip_and_vanish() {
         let dir = tempfile::tempdir().unwrap();
-        let cp = SandboxCheckpoint {
+        let cp = SandboxRecord {
             config: Some(PodSandboxConfig {
                 metadata: Some(PodSandboxMetadata {
                     name: "p".into(),
@@ -123,7 +125,7 @@ mod tests {
     #[test]
     fn ids_never_escape_the_directory() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(save(dir.path(), "../x", &SandboxCheckpoint::default()).is_err());
+        assert!(save(dir.path(), "../x", &SandboxRecord::default()).is_err());
         assert!(load(dir.path(), "../../etc/passwd").is_none());
         remove_cri_dockerd(dir.path(), "../x");
         assert!(!dir.path().join("x").exists());

@@ -11,16 +11,15 @@ use tonic::transport::Server;
 use tonic::{Code, Response, Status};
 use tracing::{Instrument, Span};
 
+mod image_service;
+mod runtime_service;
+
 use crate::authority::AuthorityFix;
 use crate::context::Context;
 use crate::proto::image_service_server::ImageServiceServer;
 use crate::proto::runtime_service_server::RuntimeServiceServer;
 
-/// Largest gRPC message dockercri accepts or sends, both ways: kubelet's
-/// own limit (`maxMsgSize` in its CRI client, 16 MiB), set on purpose
-/// rather than tonic's defaults (4 MiB in, unbounded out). A bigger request
-/// is refused by tonic before any handler runs (`OUT_OF_RANGE`).
-pub const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+pub use crate::cri::{BoxStream, MAX_MESSAGE_SIZE, stream_batches};
 
 /// What a tonic handler returns.
 pub type Reply<T> = Result<Response<T>, Status>;
@@ -94,26 +93,4 @@ pub async fn serve(
             stop,
         )
         .await
-}
-
-/// The stream type of server-streaming RPCs.
-pub type BoxStream<T> =
-    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send + 'static>>;
-
-/// Items per message of the `Stream*` list RPCs: small enough to stay far
-/// below gRPC's message limit, large enough to keep messages few.
-pub const STREAM_BATCH: usize = 500;
-
-/// Sends `items` as a stream of batches, each wrapped by `wrap`.
-pub fn stream_batches<T, R>(items: Vec<T>, wrap: impl Fn(Vec<T>) -> R) -> BoxStream<R>
-where
-    T: Send + 'static,
-    R: Send + 'static,
-{
-    let mut batches = Vec::new();
-    let mut items = items.into_iter().peekable();
-    while items.peek().is_some() {
-        batches.push(Ok(wrap(items.by_ref().take(STREAM_BATCH).collect())));
-    }
-    Box::pin(tokio_stream::iter(batches))
 }

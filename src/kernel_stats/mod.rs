@@ -2,9 +2,9 @@
 //! `/proc/<pid>/net/dev`), never from Docker's slow stats endpoint. CPU
 //! rates come from a short history of samples of the same container.
 
+pub mod cadvisor;
 pub mod cgroup;
 pub mod cpu_history;
-pub mod metrics;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
