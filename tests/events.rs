@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::pods::*;
 use common::*;
 use dockercri::proto::{
-    ContainerEventResponse, ContainerEventType, GetEventsRequest, RemoveContainerRequest,
-    StopContainerRequest,
+    ContainerEventResponse, ContainerEventType, ContainerState, GetEventsRequest,
+    RemoveContainerRequest, StopContainerRequest,
 };
 use tonic::Streaming;
 
@@ -169,5 +169,69 @@ async fn containers_started_and_stopped_at_once_each_report_it() {
         {
             seen.insert((next.container_id, kind));
         }
+    }
+}
+
+/// The status of an event's own container as the event carries it.
+fn own_state(event: &ContainerEventResponse) -> ContainerState {
+    event
+        .containers_statuses
+        .iter()
+        .find(|s| s.id == event.container_id)
+        .unwrap_or_else(|| panic!("the event does not list its own container: {event:?}"))
+        .state()
+}
+
+/// kubelet's evented PLEG stores each event's statuses as the pod's
+/// status: a started event that still shows its container created (or a
+/// stopped one that shows it running) makes kubelet start another copy.
+/// Docker sends `start` and `die` while our StartContainer and
+/// StopContainer calls are still in flight, so this is the case every
+/// kubelet-driven start and stop hits.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_event_shows_its_container_in_the_state_it_reports() {
+    let h = Harness::start().await;
+    let pod = h.pod("state").await;
+    let mut events = subscribe(&h).await;
+    use ContainerEventType::*;
+    for round in 0..6 {
+        let id = h
+            .start_container(&pod, container_config(&h, "c", "exec sleep 600"))
+            .await;
+        let started = events_for(&mut events, &id, 2).await;
+        assert_eq!(
+            kinds(&started),
+            [ContainerCreatedEvent, ContainerStartedEvent]
+        );
+        // Translated once the event is in: by then the start may be too.
+        assert!(
+            matches!(
+                own_state(&started[0]),
+                ContainerState::ContainerCreated | ContainerState::ContainerRunning
+            ),
+            "round {round}: {:?}",
+            started[0]
+        );
+        assert_eq!(
+            own_state(&started[1]),
+            ContainerState::ContainerRunning,
+            "round {round}: {:?}",
+            started[1]
+        );
+        h.rt()
+            .stop_container(StopContainerRequest {
+                container_id: id.clone(),
+                timeout: 0,
+            })
+            .await
+            .unwrap();
+        let stopped = events_for(&mut events, &id, 1).await;
+        assert_eq!(kinds(&stopped), [ContainerStoppedEvent]);
+        assert_eq!(
+            own_state(&stopped[0]),
+            ContainerState::ContainerExited,
+            "round {round}: {:?}",
+            stopped[0]
+        );
     }
 }

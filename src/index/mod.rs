@@ -200,6 +200,11 @@ impl Index {
         }
     }
 
+    /// Whether a write of ours is in flight on container `id`.
+    pub fn is_busy(&self, id: &str) -> bool {
+        self.read().busy.contains_key(id)
+    }
+
     /// Runs our Docker `write` to container `id`. Once Docker has
     /// answered, the container is dirty (its next read inspects it) and is
     /// inspected in the background, off the caller's path.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bollard::models::EventMessage;
 use futures_util::StreamExt;
+use futures_util::future::join_all;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -89,13 +90,13 @@ pub(crate) async fn translate(
     let id = actor.id.clone()?;
     let attributes = actor.attributes.clone().unwrap_or_default();
     let pod = labels::pod_of(&id, &attributes)?;
+    inspect_busy(ctx, &pod, &id).await;
     let pod_sandbox_status = match sandbox::status(ctx, &pod, false).await {
         Ok(r) => r.status,
         Err(_) => None,
     };
-    // The event's own container as Docker has it now; the pod's others as
-    // the index knows them (asking Docker for each would wait for their
-    // locks, and hold up every event after this one).
+    // The event's own container as Docker has it now (dirty since the
+    // event, or inspected above); the pod's others as the index knows them.
     let own = match kind {
         ContainerEventType::ContainerDeletedEvent => None,
         _ => container::status(ctx, &id, false)
@@ -123,6 +124,37 @@ pub(crate) async fn translate(
         pod_sandbox_status,
         containers_statuses,
     })
+}
+
+/// Inspects again, from Docker, the pod's sandbox and containers (the
+/// event's own among them) that a write of ours is in flight on. The index
+/// holds such a container as it was before the write until the write
+/// returns, and Docker sends `start` and `die` while our StartContainer or
+/// StopContainer call is still in flight: an event built from the index
+/// would show its container created, or still running, and kubelet's
+/// evented PLEG, which takes the event's statuses as the pod's, would
+/// start the container again. Docker changes a container's state before it
+/// sends the event, under the container's lock, which an inspect waits
+/// for: the inspect shows what the event says. Containers no write is on
+/// are read from the index (asking Docker for each would wait for their
+/// locks and hold up every event after this one).
+async fn inspect_busy(ctx: &Context, pod: &str, id: &str) {
+    let mut ids: Vec<String> = ctx
+        .index
+        .pod_containers(pod)
+        .iter()
+        .map(|e| e.id().to_string())
+        .collect();
+    ids.extend([pod.to_string(), id.to_string()]);
+    ids.sort();
+    ids.dedup();
+    ids.retain(|c| ctx.index.is_busy(c));
+    let refreshed = join_all(ids.iter().map(|c| ctx.index.refresh(&ctx.docker, c))).await;
+    for (c, result) in ids.iter().zip(refreshed) {
+        if let Err(e) = result {
+            tracing::debug!(container = %c, error = %e, "cannot inspect a container under a write for its event");
+        }
+    }
 }
 
 /// CRI events being translated at once (they are published in order).
