@@ -22,6 +22,13 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
 
+# Debian 13 (trixie) and later ship the docker CLI in its own package,
+# which docker.io only recommends.
+if ! command -v docker >/dev/null; then
+  log "installing docker-cli"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-cli >/dev/null
+fi
+
 # dockerd: start one when nothing answers on the default socket.
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd"
