@@ -76,10 +76,14 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     });
 
     tokio::spawn(streaming.serve(ctx.clone(), stop.clone()));
-    let events = tokio::spawn(crate::index::watch::run(
-        ctx.clone(),
-        crate::runtime::events::publisher(ctx.clone()),
-    ));
+    let subscribers = ctx.clone();
+    let events = tokio::spawn(crate::index::watch::run(crate::index::watch::Watcher {
+        index: ctx.index.clone(),
+        docker: ctx.docker.clone(),
+        resync_period: ctx.config.index_resync_period,
+        publish: crate::runtime::events::publisher(ctx.clone()),
+        subscribed: Box::new(move || subscribers.events.has_subscribers()),
+    }));
     let shutdown = stop.clone();
     let mut serving = tokio::spawn(server::serve(
         bound.listener,

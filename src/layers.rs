@@ -43,11 +43,6 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// Edges that still break the layering, each with the step that ends it.
 const KNOWN: &[(&str, &str, &str)] = &[
     (
-        "index",
-        "context",
-        "the index's watcher takes the whole Context: hand it the Docker client, the index and the event sender",
-    ),
-    (
         "network",
         "context",
         "CNI setup takes the whole Context: hand it the config, the pod CIDR and the Docker client",

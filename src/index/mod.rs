@@ -15,6 +15,9 @@
 //! Docker and lookups inspect, until the watch has listed everything again.
 
 pub mod entry;
+#[cfg(test)]
+pub(crate) mod fake;
+pub mod source;
 pub mod watch;
 
 use std::collections::{HashMap, HashSet};
@@ -26,9 +29,9 @@ use std::time::{Duration, Instant};
 use bollard::models::ContainerInspectResponse;
 use futures_util::future::join_all;
 
-use crate::docker::DockerClient;
 use crate::error::Result;
 pub use entry::{Entry, View};
+pub use source::ContainerSource;
 
 /// Sandboxes and containers by full Docker id.
 #[derive(Debug)]
@@ -108,6 +111,11 @@ impl Index {
             synced: AtomicBool::new(false),
             complete_until: AtomicI64::new(0),
         }
+    }
+
+    /// The root directory the sandbox records are read from.
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -208,9 +216,9 @@ impl Index {
     /// Runs our Docker `write` to container `id`. Once Docker has
     /// answered, the container is dirty (its next read inspects it) and is
     /// inspected in the background, off the caller's path.
-    pub async fn writing<T>(
+    pub async fn writing<T, S: ContainerSource>(
         self: &Arc<Self>,
-        docker: &Arc<DockerClient>,
+        docker: &Arc<S>,
         id: &str,
         write: impl std::future::Future<Output = T>,
     ) -> T {
@@ -221,9 +229,9 @@ impl Index {
     /// do" (`unchanged`, a stop of a stopped container): then, if the
     /// index already holds the container as stopped and no event came
     /// during the write, it stands as it is and Docker is not asked again.
-    pub async fn writing_unless<T>(
+    pub async fn writing_unless<T, S: ContainerSource>(
         self: &Arc<Self>,
-        docker: &Arc<DockerClient>,
+        docker: &Arc<S>,
         id: &str,
         write: impl std::future::Future<Output = T>,
         unchanged: impl FnOnce(&T) -> bool,
@@ -248,9 +256,9 @@ impl Index {
 
     /// Runs our Docker removal of container `id`; once Docker has it gone
     /// the index forgets it at once, without asking Docker again.
-    pub async fn removing<T, E>(
+    pub async fn removing<T, E, S: ContainerSource>(
         self: &Arc<Self>,
-        docker: &Arc<DockerClient>,
+        docker: &Arc<S>,
         id: &str,
         remove: impl std::future::Future<Output = std::result::Result<T, E>>,
     ) -> std::result::Result<T, E> {
@@ -291,7 +299,7 @@ impl Index {
     /// until an inspect, started here in the background, lands. Should
     /// Docker not answer, the container stays dirty and its next read
     /// inspects it.
-    pub fn settle(self: &Arc<Self>, docker: &Arc<DockerClient>, id: &str) {
+    pub fn settle<S: ContainerSource>(self: &Arc<Self>, docker: &Arc<S>, id: &str) {
         self.invalidate(id);
         let (index, docker, id) = (Arc::clone(self), Arc::clone(docker), id.to_string());
         tokio::spawn(async move {
@@ -304,7 +312,7 @@ impl Index {
     /// For an event: marks container `id` dirty now and inspects it
     /// [`EVENT_SETTLE`] later, unless by then a write of ours is on it,
     /// a newer mark came (whose owner inspects it) or a read already did.
-    pub fn settle_soon(self: &Arc<Self>, docker: &Arc<DockerClient>, id: &str) {
+    pub fn settle_soon<S: ContainerSource>(self: &Arc<Self>, docker: &Arc<S>, id: &str) {
         let generation = self.invalidate(id);
         let (index, docker, id) = (Arc::clone(self), Arc::clone(docker), id.to_string());
         tokio::spawn(async move {
@@ -337,7 +345,11 @@ impl Index {
     /// The sandbox or container with this id or unique id prefix. Answered
     /// from memory when the index is synced and the container is clean;
     /// otherwise Docker is asked and the answer recorded.
-    pub async fn get(&self, docker: &DockerClient, id: &str) -> Result<Option<Arc<Entry>>> {
+    pub async fn get<S: ContainerSource + ?Sized>(
+        &self,
+        docker: &S,
+        id: &str,
+    ) -> Result<Option<Arc<Entry>>> {
         if self.is_synced() {
             let known = {
                 let state = self.read();
@@ -375,7 +387,10 @@ impl Index {
 
     /// Every entry, after dirty ones are inspected again; `None` when the
     /// index is not synced (the caller asks Docker instead).
-    pub async fn snapshot(&self, docker: &DockerClient) -> Result<Option<Vec<Arc<Entry>>>> {
+    pub async fn snapshot<S: ContainerSource + ?Sized>(
+        &self,
+        docker: &S,
+    ) -> Result<Option<Vec<Arc<Entry>>>> {
         // A container under a write of ours is inspected after it, but one
         // the index holds no entry for yet (made an instant ago) is
         // inspected now: a list must not leave it out.
@@ -390,9 +405,9 @@ impl Index {
     /// change, so entries stand as they are, dirty or not; only containers
     /// the index holds no entry for yet (made an instant ago) are
     /// inspected. `None` while the index is not synced.
-    pub async fn member_ids(
+    pub async fn member_ids<S: ContainerSource + ?Sized>(
         &self,
-        docker: &DockerClient,
+        docker: &S,
         pod: &str,
     ) -> Result<Option<Vec<String>>> {
         let all = self
@@ -408,9 +423,9 @@ impl Index {
 
     /// Every entry, after the dirty ones that are `due` are inspected
     /// again; `None` when the index is not synced.
-    async fn snapshot_inspecting(
+    async fn snapshot_inspecting<S: ContainerSource + ?Sized>(
         &self,
-        docker: &DockerClient,
+        docker: &S,
         due: impl Fn(&State, &str) -> bool,
     ) -> Result<Option<Vec<Arc<Entry>>>> {
         if !self.is_synced() {
@@ -460,14 +475,18 @@ impl Index {
     /// Inspects `id` (an id, prefix or name Docker resolves) and records
     /// what Docker says, unless a newer write marked it dirty meanwhile.
     /// Returns what Docker said either way.
-    pub async fn refresh(&self, docker: &DockerClient, id: &str) -> Result<Option<Arc<Entry>>> {
+    pub async fn refresh<S: ContainerSource + ?Sized>(
+        &self,
+        docker: &S,
+        id: &str,
+    ) -> Result<Option<Arc<Entry>>> {
         let (mark, began) = {
             let mut state = self.write();
             state.seen_now(id);
             (state.dirty.get(id).copied(), state.next_generation)
         };
         let found = docker
-            .inspect_container(id, "container")
+            .inspect_container(id)
             .await?
             .map(|inspect| self.with_oom_events(inspect));
         let full_id = found.as_ref().and_then(|c| c.id.clone());
@@ -610,6 +629,7 @@ fn resolve(state: &State, id: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::docker::DockerClient;
 
     #[test]
     fn an_oom_event_marks_the_exited_container_oom_killed() {

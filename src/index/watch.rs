@@ -14,10 +14,9 @@ use bollard::query_parameters::EventsOptionsBuilder;
 use futures_util::StreamExt;
 use tracing::{debug, info, warn};
 
-use crate::context::Context;
-use crate::docker::{labels, time};
+use crate::docker::{DockerClient, labels, time};
 use crate::error::Result;
-use crate::index::Entry;
+use crate::index::{ContainerSource, Entry, Index};
 
 /// Docker actions that change what the index holds.
 /// (`oom`: Docker 26 on cgroup v2 may lose the kill from the state it
@@ -63,13 +62,26 @@ impl SeenEvents {
     }
 }
 
-/// Follows Docker for as long as dockercri runs; hands every pod event it
-/// applied to `publish` while `GetContainerEvents` has subscribers.
-pub async fn run(ctx: Arc<Context>, publish: tokio::sync::mpsc::Sender<EventMessage>) {
+/// What the watcher is handed: the index it keeps, Docker, and where the
+/// events it applied go.
+pub struct Watcher {
+    pub index: Arc<Index>,
+    pub docker: Arc<DockerClient>,
+    /// How often Docker's list is compared with the index.
+    pub resync_period: Duration,
+    /// Every pod event applied, for `GetContainerEvents`…
+    pub publish: tokio::sync::mpsc::Sender<EventMessage>,
+    /// …while this says someone subscribes.
+    pub subscribed: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+/// Follows Docker for as long as dockercri runs.
+pub async fn run(w: Watcher) {
     let mut seen = SeenEvents::default();
+    let index = &w.index;
     loop {
-        ctx.index.set_synced(false);
-        let Ok(docker) = ctx.docker.get().await else {
+        index.set_synced(false);
+        let Ok(docker) = w.docker.get().await else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
@@ -91,9 +103,9 @@ pub async fn run(ctx: Arc<Context>, publish: tokio::sync::mpsc::Sender<EventMess
             .since(&since)
             .build();
         let mut stream = docker.events(Some(options));
-        match relist(&ctx).await {
+        match relist(index, &w.docker).await {
             Ok(count) => {
-                ctx.index.set_synced(true);
+                index.set_synced(true);
                 info!(containers = count, "index synced with docker");
             }
             Err(e) => {
@@ -102,13 +114,16 @@ pub async fn run(ctx: Arc<Context>, publish: tokio::sync::mpsc::Sender<EventMess
                 continue;
             }
         }
-        let mut resync = tokio::time::interval(ctx.config.index_resync_period);
+        let mut resync = tokio::time::interval(w.resync_period);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         resync.tick().await;
         loop {
             tokio::select! {
                 item = stream.next() => match item {
-                    Some(Ok(message)) => apply(&ctx, &message, &mut seen, &publish),
+                    Some(Ok(message)) => {
+                        let publish = (w.subscribed)().then_some(&w.publish);
+                        apply(index, &w.docker, &message, &mut seen, publish);
+                    }
                     Some(Err(e)) => {
                         warn!(error = %e, "docker's event stream broke; reads go to docker until it is back");
                         break;
@@ -119,23 +134,25 @@ pub async fn run(ctx: Arc<Context>, publish: tokio::sync::mpsc::Sender<EventMess
                     }
                 },
                 _ = resync.tick() => {
-                    if let Err(e) = heal(&ctx).await {
+                    if let Err(e) = heal(index, &*w.docker).await {
                         debug!(error = %e, "index resync failed");
                     }
                 }
             }
         }
-        ctx.index.set_synced(false);
+        index.set_synced(false);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
-/// Applies one Docker event to the index and queues it for the subscribers.
-fn apply(
-    ctx: &Context,
+/// Applies one Docker event to the index and hands a pod's event to
+/// `publish` (when there are subscribers).
+fn apply<S: ContainerSource>(
+    index: &Arc<Index>,
+    docker: &Arc<S>,
     message: &EventMessage,
     seen: &mut SeenEvents,
-    publish: &tokio::sync::mpsc::Sender<EventMessage>,
+    publish: Option<&tokio::sync::mpsc::Sender<EventMessage>>,
 ) {
     let ns = message.time_nano.unwrap_or(0);
     let Some(actor) = message.actor.as_ref() else {
@@ -151,7 +168,7 @@ fn apply(
     let attributes = actor.attributes.clone().unwrap_or_default();
     if labels::pod_of(id, &attributes).is_none() {
         // Not ours, but Docker's stream has come this far.
-        ctx.index.applied_until(ns);
+        index.applied_until(ns);
         return;
     }
     // A destroyed container is simply forgotten. One under a write of ours
@@ -161,18 +178,20 @@ fn apply(
     // inspect waits for Docker's lock on the container (held through a
     // start), which must not hold up the events after it.
     if action == "oom" {
-        ctx.index.oom_event(id);
+        index.oom_event(id);
     }
     if action == "destroy" {
-        ctx.index.removed(id);
-    } else if !ctx.index.busy_with_event(id)
-        && !ctx.index.is_gone(id)
-        && inspect_again(action, ctx.index.inspected_since(id, ns))
+        index.removed(id);
+    } else if !index.busy_with_event(id)
+        && !index.is_gone(id)
+        && inspect_again(action, index.inspected_since(id, ns))
     {
-        ctx.index.settle_soon(&ctx.docker, id);
+        index.settle_soon(docker, id);
     }
-    ctx.index.applied_until(ns);
-    if ctx.events.has_subscribers() && publish.try_send(message.clone()).is_err() {
+    index.applied_until(ns);
+    if let Some(publish) = publish
+        && publish.try_send(message.clone()).is_err()
+    {
         warn!(container = %id, "container events fall behind; one is dropped");
     }
 }
@@ -187,48 +206,42 @@ fn inspect_again(action: &str, inspected_since: bool) -> bool {
     action == "oom" || !inspected_since
 }
 
-/// Docker's pod containers (sandboxes and app containers), any state.
-async fn docker_list(ctx: &Context) -> Result<Vec<bollard::models::ContainerSummary>> {
-    ctx.docker
-        .list_containers(&[labels::TYPE.to_string()])
-        .await
-}
-
 /// Lists and inspects every pod container and replaces the index with it.
-async fn relist(ctx: &Context) -> Result<usize> {
+async fn relist<S: ContainerSource + ?Sized>(index: &Index, docker: &S) -> Result<usize> {
     let began = time::now_ns();
-    let marks = ctx.index.marks();
-    let ids: Vec<String> = docker_list(ctx)
+    let marks = index.marks();
+    let ids: Vec<String> = docker
+        .list_pod_containers()
         .await?
         .into_iter()
         .filter_map(|c| c.id)
         .collect();
-    let root = ctx.config.root_directory.clone();
     let inspected: Vec<_> = futures_util::stream::iter(ids)
-        .map(|id| async move { ctx.docker.inspect_container(&id, "container").await })
+        .map(|id| async move { docker.inspect_container(&id).await })
         .buffer_unordered(LIST_CONCURRENCY)
         .collect()
         .await;
     let mut entries = Vec::with_capacity(inspected.len());
     for result in inspected {
         // A container removed since the list is simply not there.
-        let inspected = result?.map(|inspect| ctx.index.with_oom_events(inspect));
-        if let Some(entry) = inspected.and_then(|inspect| Entry::load(inspect, &root)) {
+        let inspected = result?.map(|inspect| index.with_oom_events(inspect));
+        if let Some(entry) = inspected.and_then(|inspect| Entry::load(inspect, index.root())) {
             entries.push(entry);
         }
     }
     let count = entries.len();
-    ctx.index.replace_all(entries, &marks);
-    ctx.index.applied_until(began);
+    index.replace_all(entries, &marks);
+    index.applied_until(began);
     Ok(count)
 }
 
 /// The resync: one Docker list compared with the index; containers that
 /// appeared, vanished or changed state are inspected again.
-async fn heal(ctx: &Context) -> Result<()> {
+async fn heal<S: ContainerSource + ?Sized>(index: &Index, docker: &S) -> Result<()> {
     let began = time::now_ns();
-    let known = ctx.index.states();
-    let listed: HashMap<String, String> = docker_list(ctx)
+    let known = index.states();
+    let listed: HashMap<String, String> = docker
+        .list_pod_containers()
         .await?
         .into_iter()
         .filter_map(|c| Some((c.id?, c.state.map(|s| s.to_string()).unwrap_or_default())))
@@ -240,7 +253,7 @@ async fn heal(ctx: &Context) -> Result<()> {
         .collect();
     stale.extend(known.keys().filter(|id| !listed.contains_key(*id)));
     if stale.is_empty() {
-        ctx.index.applied_until(began);
+        index.applied_until(began);
         return Ok(());
     }
     info!(
@@ -248,15 +261,232 @@ async fn heal(ctx: &Context) -> Result<()> {
         "index resync found changes its events missed"
     );
     for id in stale {
-        ctx.index.refresh(&ctx.docker, id).await?;
+        index.refresh(docker, id).await?;
     }
-    ctx.index.applied_until(began);
+    index.applied_until(began);
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::View;
+    use crate::index::fake::{self, FakeDocker};
+    use crate::proto::ContainerState;
+
+    /// A pod (`sb`) with two running containers (`c1`, `c2`) and a
+    /// container that is no pod's, listed into a fresh index.
+    async fn listed() -> (Arc<Index>, Arc<FakeDocker>, tempfile::TempDir) {
+        let root = tempfile::tempdir().unwrap();
+        let docker = Arc::new(FakeDocker::default());
+        docker.put(fake::sandbox("ab"));
+        docker.put(fake::container("c1", "ab", "app"));
+        docker.put(fake::container("c2", "ab", "side"));
+        docker.put(fake::stranger("ee"));
+        let index = Arc::new(Index::new(root.path().to_path_buf()));
+        assert_eq!(relist(&index, &docker).await.unwrap(), 3);
+        index.set_synced(true);
+        (index, docker, root)
+    }
+
+    fn state_of(entry: &Entry) -> (ContainerState, String) {
+        match &entry.view {
+            View::Container { status, .. } => (status.state(), status.reason.clone()),
+            _ => panic!("not a container: {entry:?}"),
+        }
+    }
+
+    async fn read(
+        index: &Index,
+        docker: &FakeDocker,
+        id: &str,
+    ) -> Option<(ContainerState, String)> {
+        index.get(docker, id).await.unwrap().map(|e| state_of(&e))
+    }
+
+    #[tokio::test]
+    async fn a_full_list_fills_the_index_and_reads_come_from_memory() {
+        let (index, docker, _root) = listed().await;
+        let after_list = docker.inspects();
+        assert_eq!(after_list, 3, "the stranger is not listed");
+        assert_eq!(index.pod_containers(&fake::full("ab")).len(), 2);
+        assert_eq!(
+            read(&index, &docker, "c1").await,
+            Some((ContainerState::ContainerRunning, String::new()))
+        );
+        assert_eq!(docker.inspects(), after_list, "a clean entry asks nothing");
+    }
+
+    #[tokio::test]
+    async fn a_die_event_makes_the_next_read_inspect() {
+        let (index, docker, _root) = listed().await;
+        let mut seen = SeenEvents::default();
+        docker.exit("c1", 1, false);
+        let before = docker.inspects();
+        apply(
+            &index,
+            &docker,
+            &fake::event("die", &fake::container("c1", "ab", "app"), time::now_ns()),
+            &mut seen,
+            None,
+        );
+        assert_eq!(
+            read(&index, &docker, "c1").await,
+            Some((ContainerState::ContainerExited, "Error".into()))
+        );
+        assert_eq!(docker.inspects(), before + 1);
+        // The sibling was not touched.
+        assert_eq!(
+            read(&index, &docker, "c2").await,
+            Some((ContainerState::ContainerRunning, String::new()))
+        );
+        assert_eq!(docker.inspects(), before + 1);
+    }
+
+    #[tokio::test]
+    async fn an_oom_event_marks_the_kill_even_after_a_later_inspect() {
+        let (index, docker, _root) = listed().await;
+        let mut seen = SeenEvents::default();
+        let c1 = fake::container("c1", "ab", "app");
+        let oom_at = time::now_ns();
+        // Docker's state misses the kill, and a read inspected the exit
+        // after the oom event was stamped, before the watcher applied it.
+        docker.exit("c1", 137, false);
+        index.refresh(&*docker, &fake::full("c1")).await.unwrap();
+        assert_eq!(
+            read(&index, &docker, "c1").await,
+            Some((ContainerState::ContainerExited, "Error".into()))
+        );
+        apply(
+            &index,
+            &docker,
+            &fake::event("oom", &c1, oom_at),
+            &mut seen,
+            None,
+        );
+        apply(
+            &index,
+            &docker,
+            &fake::event("die", &c1, oom_at + 1),
+            &mut seen,
+            None,
+        );
+        assert_eq!(
+            read(&index, &docker, "c1").await,
+            Some((ContainerState::ContainerExited, "OOMKilled".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_destroy_event_forgets_the_container_without_asking_docker() {
+        let (index, docker, _root) = listed().await;
+        let mut seen = SeenEvents::default();
+        let before = docker.inspects();
+        docker.remove("c2");
+        apply(
+            &index,
+            &docker,
+            &fake::event(
+                "destroy",
+                &fake::container("c2", "ab", "side"),
+                time::now_ns(),
+            ),
+            &mut seen,
+            None,
+        );
+        assert_eq!(index.pod_containers(&fake::full("ab")).len(), 1);
+        assert_eq!(docker.inspects(), before);
+    }
+
+    #[tokio::test]
+    async fn others_events_only_move_the_watermark_and_replays_are_skipped() {
+        let (index, docker, _root) = listed().await;
+        let mut seen = SeenEvents::default();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let before = docker.inspects();
+        let ns = time::now_ns() + 1_000_000_000;
+        apply(
+            &index,
+            &docker,
+            &fake::event("die", &fake::stranger("ee"), ns),
+            &mut seen,
+            Some(&tx),
+        );
+        assert_eq!(index.complete_until(), ns);
+        assert!(rx.try_recv().is_err(), "no pod's event");
+        let die = fake::event("die", &fake::container("c1", "ab", "app"), ns + 1);
+        apply(&index, &docker, &die, &mut seen, Some(&tx));
+        assert_eq!(rx.try_recv().unwrap().time_nano, Some(ns + 1));
+        // The replay after a reconnect: neither applied nor published.
+        index.get(&*docker, &fake::full("c1")).await.unwrap();
+        let inspected = docker.inspects();
+        apply(&index, &docker, &die, &mut seen, Some(&tx));
+        assert!(rx.try_recv().is_err());
+        assert_eq!(
+            read(&index, &docker, "c1").await.map(|s| s.0),
+            Some(ContainerState::ContainerRunning)
+        );
+        assert_eq!(docker.inspects(), inspected);
+        assert!(inspected > before);
+    }
+
+    #[tokio::test]
+    async fn a_resync_inspects_only_what_its_events_missed() {
+        let (index, docker, _root) = listed().await;
+        docker.exit("c1", 0, false);
+        docker.remove("c2");
+        let before = docker.inspects();
+        heal(&index, &*docker).await.unwrap();
+        assert_eq!(
+            docker.inspects(),
+            before + 2,
+            "c1 changed, c2 vanished, sb as it was"
+        );
+        assert_eq!(
+            read(&index, &docker, "c1").await,
+            Some((ContainerState::ContainerExited, "Completed".into()))
+        );
+        assert_eq!(index.pod_containers(&fake::full("ab")).len(), 1);
+        heal(&index, &*docker).await.unwrap();
+        assert_eq!(docker.inspects(), before + 2, "nothing left to heal");
+    }
+
+    #[tokio::test]
+    async fn an_event_during_our_write_is_inspected_after_the_write() {
+        let (index, docker, _root) = listed().await;
+        let mut seen = SeenEvents::default();
+        let (release, wait) = tokio::sync::oneshot::channel::<()>();
+        let writer = {
+            let (index, docker) = (index.clone(), docker.clone());
+            tokio::spawn(async move {
+                index
+                    .writing(&docker, &fake::full("c1"), async {
+                        let _ = wait.await;
+                    })
+                    .await
+            })
+        };
+        while !index.is_busy(&fake::full("c1")) {
+            tokio::task::yield_now().await;
+        }
+        docker.exit("c1", 0, false);
+        let before = docker.inspects();
+        apply(
+            &index,
+            &docker,
+            &fake::event("die", &fake::container("c1", "ab", "app"), time::now_ns()),
+            &mut seen,
+            None,
+        );
+        tokio::time::sleep(crate::index::EVENT_SETTLE * 2).await;
+        assert_eq!(docker.inspects(), before, "inspected during our write");
+        release.send(()).unwrap();
+        writer.await.unwrap();
+        assert_eq!(
+            read(&index, &docker, "c1").await,
+            Some((ContainerState::ContainerExited, "Completed".into()))
+        );
+    }
 
     #[test]
     fn replayed_events_are_skipped_and_older_stamps_are_not() {
