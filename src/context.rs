@@ -13,7 +13,7 @@ use crate::image::ImageState;
 use crate::index::Index;
 use crate::kernel_stats::StatsState;
 use crate::logs::LogManager;
-use crate::network::pod_cidr::PodCidr;
+use crate::network::Network;
 use crate::runtime::events::EventHub;
 use crate::runtime::locks::KeyedLocks;
 use crate::runtime::pause::PauseImage;
@@ -25,8 +25,8 @@ use crate::streaming::Registry;
 pub struct Context {
     pub config: Config,
     pub docker: Arc<DockerClient>,
-    /// Pod CIDR from the last `UpdateRuntimeConfig` (empty until then).
-    pub pod_cidr: PodCidr,
+    /// The pod network: CNI settings and kubelet's pod CIDR.
+    pub network: Network,
     /// Whether and how `oom_score_adj` values are clamped.
     pub oom: OomPolicy,
     /// The sandbox image fallback state.
@@ -55,13 +55,13 @@ impl Context {
     pub fn new(config: Config) -> Self {
         let docker = Arc::new(DockerClient::new(config.docker.clone()));
         let logs = LogManager::new(&config.root_directory);
-        let pod_cidr = PodCidr::load(&config.root_directory);
+        let network = Network::new(&config);
         let oom = OomPolicy::new(config.restrict_oom_score_adj);
         let index = Arc::new(Index::new(config.root_directory.clone()));
         Context {
             config,
             docker,
-            pod_cidr,
+            network,
             oom,
             pause: PauseImage::default(),
             pod_locks: KeyedLocks::default(),

@@ -43,11 +43,6 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// Edges that still break the layering, each with the step that ends it.
 const KNOWN: &[(&str, &str, &str)] = &[
     (
-        "network",
-        "context",
-        "CNI setup takes the whole Context: hand it the config, the pod CIDR and the Docker client",
-    ),
-    (
         "streaming",
         "context",
         "the streaming server takes the whole Context: hand it a port the runtime implements",

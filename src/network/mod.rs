@@ -17,39 +17,63 @@ use std::path::PathBuf;
 use serde_json::{Map, Value};
 use tracing::{debug, info, warn};
 
-use crate::config::NetworkPlugin;
-use crate::context::Context;
+use crate::config::{Config, NetworkPlugin};
 use crate::error::{Error, Result};
 use crate::proto::{NamespaceMode, PodSandboxConfig};
 use cache::Entry;
 use conf::NetworkList;
 use exec::Invocation;
+use pod_cidr::PodCidr;
 
 /// The pod's interface name, as kubelet's CNI code always used.
 pub const IFNAME: &str = "eth0";
 
-fn enabled(ctx: &Context) -> bool {
-    ctx.config.network_plugin == NetworkPlugin::Cni
+/// What the pod network is handed: the CNI settings and kubelet's pod
+/// CIDR.
+#[derive(Debug)]
+pub struct Network {
+    cni: bool,
+    cni_bin_dirs: Vec<PathBuf>,
+    cni_conf_dir: PathBuf,
+    cni_cache_dir: PathBuf,
+    /// The pod CIDR kubelet gives with `UpdateRuntimeConfig`.
+    pub pod_cidr: PodCidr,
+}
+
+impl Network {
+    pub fn new(config: &Config) -> Self {
+        Network {
+            cni: config.network_plugin == NetworkPlugin::Cni,
+            cni_bin_dirs: config.cni_bin_dirs.clone(),
+            cni_conf_dir: config.cni_conf_dir.clone(),
+            cni_cache_dir: config.cni_cache_dir.clone(),
+            pod_cidr: PodCidr::load(&config.root_directory),
+        }
+    }
+}
+
+fn enabled(network: &Network) -> bool {
+    network.cni
 }
 
 /// Whether the pod gets its network from CNI: CNI mode and not on the
 /// node's network.
-pub fn applies(ctx: &Context, config: &PodSandboxConfig) -> bool {
+pub fn applies(network: &Network, config: &PodSandboxConfig) -> bool {
     let host_network = config
         .linux
         .as_ref()
         .and_then(|l| l.security_context.as_ref())
         .and_then(|s| s.namespace_options.as_ref())
         .is_some_and(|n| n.network() == NamespaceMode::Node);
-    enabled(ctx) && !host_network
+    enabled(network) && !host_network
 }
 
 /// `NetworkReady` in CNI mode: a valid configuration whose plugins are
 /// installed. Read afresh on every call (one directory listing and a small
 /// JSON parse, at kubelet's few-second `Status` pace), so a config that
 /// appears or goes away is seen at the next call, with nothing to miss.
-pub fn ready(ctx: &Context) -> std::result::Result<(), String> {
-    conf::load(&ctx.config.cni_conf_dir, &ctx.config.cni_bin_dirs).map(|_| ())
+pub fn ready(network: &Network) -> std::result::Result<(), String> {
+    conf::load(&network.cni_conf_dir, &network.cni_bin_dirs).map(|_| ())
 }
 
 /// The network namespace of a running pause container.
@@ -60,21 +84,21 @@ fn netns_path(pid: i64) -> String {
 /// CNI ADD for a sandbox whose pause container runs as `pid`. A failed
 /// ADD runs DEL for what the plugins made and fails with their message.
 pub async fn setup(
-    ctx: &Context,
+    network: &Network,
     sandbox_id: &str,
     config: &PodSandboxConfig,
     pid: i64,
 ) -> Result<()> {
-    if !applies(ctx, config) {
+    if !applies(network, config) {
         return Ok(());
     }
-    let net = conf::load(&ctx.config.cni_conf_dir, &ctx.config.cni_bin_dirs).map_err(|why| {
+    let net = conf::load(&network.cni_conf_dir, &network.cni_bin_dirs).map_err(|why| {
         Error::FailedPrecondition {
             what: "pod network".into(),
             why: format!("the CNI network plugin is not ready: {why}"),
         }
     })?;
-    let caps = args::capability_args(config, &ctx.pod_cidr.current())
+    let caps = args::capability_args(config, &network.pod_cidr.current())
         .map_err(|why| Error::invalid("config.annotations", why))?;
     let mut entry = Entry {
         kind: cache::KIND.into(),
@@ -88,8 +112,8 @@ pub async fn setup(
         result: Value::Null,
     };
     let name = net.name.clone();
-    let bin_dirs = ctx.config.cni_bin_dirs.clone();
-    let cache_dir = ctx.config.cni_cache_dir.clone();
+    let bin_dirs = network.cni_bin_dirs.clone();
+    let cache_dir = network.cni_cache_dir.clone();
     // On a task of its own, so that a cancelled RunPodSandbox cannot kill a
     // plugin half-way: ADD ends cached, or undone. The entry is written
     // first without a result, so that if dockercri dies during the ADD, the
@@ -139,11 +163,11 @@ pub async fn setup(
 /// CNI DEL for a sandbox, from its cached ADD; `pid` is the pause
 /// container's while it runs. Nothing cached (never networked, or torn
 /// down already) is success, so a second stop is one.
-pub async fn teardown(ctx: &Context, sandbox_id: &str, pid: Option<i64>) -> Result<()> {
-    if !enabled(ctx) {
+pub async fn teardown(network: &Network, sandbox_id: &str, pid: Option<i64>) -> Result<()> {
+    if !enabled(network) {
         return Ok(());
     }
-    let cache_dir = &ctx.config.cni_cache_dir;
+    let cache_dir = &network.cni_cache_dir;
     let Some(entry) = cache::find(cache_dir, sandbox_id, IFNAME, None) else {
         debug!(sandbox = %sandbox_id, "no cached CNI attachment: nothing to tear down");
         return Ok(());
@@ -153,7 +177,7 @@ pub async fn teardown(ctx: &Context, sandbox_id: &str, pid: Option<i64>) -> Resu
         .config_bytes()
         .and_then(|bytes| conf::parse(&bytes, true).ok())
         .map(Ok)
-        .unwrap_or_else(|| conf::load(&ctx.config.cni_conf_dir, &ctx.config.cni_bin_dirs));
+        .unwrap_or_else(|| conf::load(&network.cni_conf_dir, &network.cni_bin_dirs));
     let net = net.map_err(|why| Error::Network {
         what: format!("tearing down the network of pod sandbox {sandbox_id}"),
         why: format!("the cached config is unreadable and {why}"),
@@ -165,7 +189,7 @@ pub async fn teardown(ctx: &Context, sandbox_id: &str, pid: Option<i64>) -> Resu
         .map(netns_path)
         .filter(|p| exec::netns_exists(p))
         .unwrap_or_default();
-    del(&ctx.config.cni_bin_dirs, &net, &entry, &netns)
+    del(&network.cni_bin_dirs, &net, &entry, &netns)
         .await
         .map_err(|why| Error::Network {
             what: format!(
@@ -183,19 +207,19 @@ pub async fn teardown(ctx: &Context, sandbox_id: &str, pid: Option<i64>) -> Resu
 /// Whether a running sandbox has the network it needs: it is not a CNI
 /// pod, or its ADD finished (a result is cached). One whose ADD never
 /// finished (dockercri died half-way) has to be made again.
-pub fn attached(ctx: &Context, sandbox_id: &str, config: &PodSandboxConfig) -> bool {
-    !applies(ctx, config)
-        || cache::find(&ctx.config.cni_cache_dir, sandbox_id, IFNAME, None)
+pub fn attached(network: &Network, sandbox_id: &str, config: &PodSandboxConfig) -> bool {
+    !applies(network, config)
+        || cache::find(&network.cni_cache_dir, sandbox_id, IFNAME, None)
             .is_some_and(|e| !e.result.is_null())
 }
 
 /// The pod's IPs from the CNI result cache: the primary and the others.
 /// `None` when not in CNI mode or nothing is cached for the sandbox.
-pub fn pod_ips(ctx: &Context, sandbox_id: &str) -> Option<(String, Vec<String>)> {
-    if !enabled(ctx) {
+pub fn pod_ips(network: &Network, sandbox_id: &str) -> Option<(String, Vec<String>)> {
+    if !enabled(network) {
         return None;
     }
-    let entry = cache::find(&ctx.config.cni_cache_dir, sandbox_id, IFNAME, None)?;
+    let entry = cache::find(&network.cni_cache_dir, sandbox_id, IFNAME, None)?;
     let mut ips = result::pod_ips(&entry.result)
         .into_iter()
         .map(|ip| ip.to_string());

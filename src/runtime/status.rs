@@ -100,7 +100,7 @@ async fn network_ready(ctx: &Context) -> std::result::Result<(), String> {
                 .map(|_| ())
                 .map_err(|e| format!("docker network \"bridge\" is not usable: {e}"))
         }
-        NetworkPlugin::Cni => crate::network::ready(ctx),
+        NetworkPlugin::Cni => crate::network::ready(&ctx.network),
     }
 }
 
@@ -164,7 +164,7 @@ fn verbose_info(ctx: &Context, info: Option<&SystemInfo>) -> HashMap<String, Str
             NetworkPlugin::DockerBridge => "",
             NetworkPlugin::Cni => "cni",
         },
-        "podCIDR": ctx.pod_cidr.current(),
+        "podCIDR": ctx.network.pod_cidr.current(),
     });
     out.insert("config".into(), config.to_string());
     if let Some(info) = info {
@@ -199,13 +199,16 @@ pub async fn runtime_config(ctx: &Context) -> Result<RuntimeConfigResponse> {
 /// kubelet sends the config without a CIDR when it has none.
 pub fn update_runtime_config(ctx: &Context, pod_cidr: &str) -> Result<()> {
     let pod_cidr = pod_cidr.trim();
-    if pod_cidr.is_empty() || ctx.pod_cidr.current() == pod_cidr {
+    if pod_cidr.is_empty() || ctx.network.pod_cidr.current() == pod_cidr {
         return Ok(());
     }
     validate_cidr(pod_cidr)?;
-    ctx.pod_cidr.set(pod_cidr).map_err(|e| {
+    ctx.network.pod_cidr.set(pod_cidr).map_err(|e| {
         Error::io(
-            format!("saving pod CIDR to {}", ctx.pod_cidr.file().display()),
+            format!(
+                "saving pod CIDR to {}",
+                ctx.network.pod_cidr.file().display()
+            ),
             e,
         )
     })?;

@@ -189,7 +189,7 @@ async fn create_and_start(
     }
     let sandbox = check_running(sandbox.as_deref(), name)?;
     let pid = running_pid(&sandbox.inspect).unwrap_or_default();
-    network::setup(ctx, &id, config, pid).await?;
+    network::setup(&ctx.network, &id, config, pid).await?;
     Ok(Made::Sandbox(id))
 }
 
@@ -310,7 +310,7 @@ async fn reuse_existing(
         return Ok(Some(id));
     }
     info!(container = %id, name, "removing a dead (or never networked) container in the way of the sandbox name");
-    network::teardown(ctx, &id, running_pid(&existing)).await?;
+    network::teardown(&ctx.network, &id, running_pid(&existing)).await?;
     let remove = ctx.docker.remove_container(&id);
     ctx.index.removing(&ctx.docker, &id, remove).await?;
     let _ = sandbox_record::remove(&ctx.config.root_directory, &id);
@@ -327,7 +327,7 @@ fn reusable(
     let id = existing.id.as_deref().unwrap_or_default();
     let running = existing.state.as_ref().and_then(|s| s.running) == Some(true);
     let labels = existing.config.as_ref().and_then(|c| c.labels.as_ref());
-    running && sandbox_status::is_sandbox(labels) && network::attached(ctx, id, config)
+    running && sandbox_status::is_sandbox(labels) && network::attached(&ctx.network, id, config)
 }
 
 async fn check_runtime_handler(ctx: &Context, handler: &str) -> Result<()> {

@@ -70,7 +70,7 @@ pub async fn status(ctx: &Context, id: &str, verbose: bool) -> Result<PodSandbox
     };
     let mut status = status.clone();
     // A CNI pod's IPs are in the CNI result cache, not in Docker.
-    if let Some((ip, others)) = network::pod_ips(ctx, sandbox.id()) {
+    if let Some((ip, others)) = network::pod_ips(&ctx.network, sandbox.id()) {
         let additional_ips = others.into_iter().map(|ip| PodIp { ip }).collect();
         status.network = Some(PodSandboxNetworkStatus { ip, additional_ips });
     }

@@ -21,7 +21,7 @@ const STOP_GRACE_SECS: i64 = 10;
 pub async fn stop(ctx: &Context, id: &str) -> Result<()> {
     let Some(sandbox) = find(ctx, id).await? else {
         // The pause container is gone; its pod network may not be.
-        network::teardown(ctx, id, None).await?;
+        network::teardown(&ctx.network, id, None).await?;
         return Ok(());
     };
     let full_id = sandbox.id().to_string();
@@ -34,7 +34,7 @@ pub async fn stop(ctx: &Context, id: &str) -> Result<()> {
         Stop::changed_nothing,
     )
     .await?;
-    network::teardown(ctx, &full_id, running_pid(&sandbox.inspect)).await?;
+    network::teardown(&ctx.network, &full_id, running_pid(&sandbox.inspect)).await?;
     let stop = ctx.docker.stop_container(&full_id, STOP_GRACE_SECS);
     ctx.index
         .writing_unless(&ctx.docker, &full_id, stop, Stop::changed_nothing)
@@ -65,7 +65,7 @@ pub async fn remove(ctx: &Context, id: &str) -> Result<()> {
     .await?;
     // Normally done by the stop before; a remove alone must not leak it.
     network::teardown(
-        ctx,
+        &ctx.network,
         &full_id,
         sandbox.as_ref().and_then(|s| running_pid(&s.inspect)),
     )
