@@ -38,7 +38,7 @@ pub struct Context {
     /// What the image RPCs cache: image users, filesystem samples.
     pub images: ImageState,
     /// The streaming server's address and its parked requests.
-    pub streaming: Registry,
+    pub streaming: Arc<Registry>,
     /// Previous CPU samples and cgroup paths, for stats.
     pub stats: StatsState,
     /// What stats need from `docker inspect`, by container id.
@@ -67,7 +67,7 @@ impl Context {
             pod_locks: KeyedLocks::default(),
             logs,
             images: ImageState::default(),
-            streaming: Registry::default(),
+            streaming: Arc::default(),
             stats: StatsState::default(),
             stats_facts: Mutex::default(),
             docker_root: tokio::sync::OnceCell::new(),

@@ -75,7 +75,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         }
     });
 
-    tokio::spawn(streaming.serve(ctx.clone(), stop.clone()));
+    let backend = crate::streaming::Backend {
+        docker: ctx.docker.clone(),
+        index: ctx.index.clone(),
+        registry: ctx.streaming.clone(),
+    };
+    tokio::spawn(streaming.serve(Arc::new(backend), stop.clone()));
     let subscribers = ctx.clone();
     let events = tokio::spawn(crate::index::watch::run(crate::index::watch::Watcher {
         index: ctx.index.clone(),

@@ -43,16 +43,6 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// Edges that still break the layering, each with the step that ends it.
 const KNOWN: &[(&str, &str, &str)] = &[
     (
-        "streaming",
-        "context",
-        "the streaming server takes the whole Context: hand it a port the runtime implements",
-    ),
-    (
-        "streaming",
-        "runtime",
-        "exec's exit code and port-forward's sandbox lookup: behind the same port",
-    ),
-    (
         "context",
         "runtime",
         "Context holds runtime state (event hub, locks, pause image, stats facts): each service owns its state",

@@ -19,6 +19,10 @@ use crate::config::DockerEndpoint;
 use crate::error::Error;
 use crate::proto::CgroupDriver;
 
+/// How long [`DockerClient::exec_exit_code`] waits for Docker to see an
+/// exec's end.
+pub const EXEC_EXIT_POLL: Duration = Duration::from_secs(5);
+
 /// Seconds bollard waits for any one Docker answer before giving up. Calls
 /// that may legitimately take long (pulls, waits) use their own deadlines.
 const DOCKER_TIMEOUT_SECS: u64 = 120;
@@ -324,6 +328,27 @@ impl DockerClient {
     }
 
     /// All containers (running or not) carrying every `key=value` label.
+    /// The exit code of a finished exec, waiting briefly (at most
+    /// [`EXEC_EXIT_POLL`]) for Docker to see the end: Docker records the
+    /// exit a moment after the output ends.
+    pub async fn exec_exit_code(&self, exec_id: &str) -> Result<i64, Error> {
+        let docker = self.get().await?;
+        let deadline = tokio::time::Instant::now() + EXEC_EXIT_POLL;
+        // Ask again soon, then less often.
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let inspect = docker
+                .inspect_exec(exec_id)
+                .await
+                .map_err(|e| self.classify(e, "exec", exec_id))?;
+            if inspect.running != Some(true) || tokio::time::Instant::now() > deadline {
+                return Ok(inspect.exit_code.unwrap_or(-1));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
     pub async fn list_containers(&self, labels: &[String]) -> Result<Vec<ContainerSummary>, Error> {
         let docker = self.get().await?;
         let filters: HashMap<&str, Vec<String>> = HashMap::from([("label", labels.to_vec())]);

@@ -25,9 +25,6 @@ use crate::streaming::tokens::Pending;
 /// output costs at most twice this in memory.
 pub const EXEC_SYNC_OUTPUT_CAP: usize = MAX_MESSAGE_SIZE - 1024;
 
-/// How long to wait for Docker to notice that an exec'd process ended.
-const EXIT_POLL: Duration = Duration::from_secs(5);
-
 /// `ExecSync`: runs `cmd` in running container `id` and returns its output
 /// (each stream capped) and exit code. `timeout_secs > 0` bounds the run:
 /// past it the process and its children are killed and the call answers
@@ -96,7 +93,7 @@ pub async fn exec_sync(
     if stdout.truncated || stderr.truncated || shared {
         debug!(container = %id, "ExecSync output truncated to {EXEC_SYNC_OUTPUT_CAP} bytes");
     }
-    let exit_code = exit_code(ctx, &exec_id).await?;
+    let exit_code = ctx.docker.exec_exit_code(&exec_id).await?;
     Ok(ExecSyncResponse {
         stdout: stdout.bytes,
         stderr: stderr.bytes,
@@ -134,26 +131,6 @@ fn fit(stdout: &mut Vec<u8>, stderr: &mut Vec<u8>) -> bool {
     stdout.truncate(out_keep);
     stderr.truncate(cap - out_keep);
     true
-}
-
-/// The exit code of a finished exec, waiting briefly for Docker to see the end.
-pub async fn exit_code(ctx: &Context, exec_id: &str) -> Result<i64> {
-    let docker = ctx.docker.get().await?;
-    let deadline = tokio::time::Instant::now() + EXIT_POLL;
-    // Docker records the exit a moment after the output ends: ask again
-    // soon, then less often.
-    let mut pause = Duration::from_millis(1);
-    loop {
-        let inspect = docker
-            .inspect_exec(exec_id)
-            .await
-            .map_err(|e| ctx.docker.classify(e, "exec", exec_id))?;
-        if inspect.running != Some(true) || tokio::time::Instant::now() > deadline {
-            return Ok(inspect.exit_code.unwrap_or(-1));
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(20));
-    }
 }
 
 /// Kills a still-running exec'd process and every descendant (Docker has

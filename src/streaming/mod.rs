@@ -14,10 +14,21 @@ pub mod tokens;
 pub mod websocket;
 pub mod ws_bytes;
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
+use crate::docker::DockerClient;
 use crate::error::{Error, Result};
+use crate::index::Index;
 use tokens::{Pending, TokenCache};
+
+/// What the streaming server is handed: Docker (exec, attach), the index
+/// (the sandbox a port-forward enters) and the requests the RPCs issued.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub docker: Arc<DockerClient>,
+    pub index: Arc<Index>,
+    pub registry: Arc<Registry>,
+}
 
 /// What the RPC handlers need of the streaming server: where it listens
 /// and the requests it has been promised.

@@ -22,11 +22,11 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
+use super::Backend;
 use super::remotecommand as rc;
 use super::spdy::{self, Session, SpdyStream};
 use super::websocket::{self, Ws};
 use super::ws_bytes::WsBytes;
-use crate::context::Context;
 
 /// The SPDY sub-protocol (kubelet `portforward/httpstream.go`).
 pub const PROTOCOL: &str = "portforward.k8s.io";
@@ -81,10 +81,13 @@ fn dial_in_netns(pid: i32, port: u16) -> io::Result<std::net::TcpStream> {
 }
 
 /// The pid whose network namespace is the sandbox's.
-async fn sandbox_pid(ctx: &Context, sandbox_id: &str) -> Result<i32, String> {
-    let pod = crate::runtime::sandbox::find(ctx, sandbox_id)
+async fn sandbox_pid(ctx: &Backend, sandbox_id: &str) -> Result<i32, String> {
+    let pod = ctx
+        .index
+        .get(&ctx.docker, sandbox_id)
         .await
         .map_err(|e| e.to_string())?
+        .filter(|e| e.is_sandbox())
         .ok_or_else(|| format!("pod sandbox {sandbox_id} not found"))?;
     pod.inspect
         .state
@@ -226,18 +229,18 @@ impl AsyncSend for spdy::StreamTx {
 }
 
 /// Serves a SPDY port-forward session until the client leaves.
-pub async fn serve_spdy(ctx: Arc<Context>, upgraded: hyper::upgrade::Upgraded, sandbox_id: &str) {
+pub async fn serve_spdy(ctx: Arc<Backend>, upgraded: hyper::upgrade::Upgraded, sandbox_id: &str) {
     serve_spdy_on(ctx, hyper_util::rt::TokioIo::new(upgraded), sandbox_id).await
 }
 
 /// Serves client-go's SPDY-over-WebSocket tunnel ([`TUNNEL_PROTOCOL`]): the
 /// same SPDY session as [`serve_spdy`], carried in binary messages.
-pub async fn serve_tunnel(ctx: Arc<Context>, ws: Ws, sandbox_id: &str) {
+pub async fn serve_tunnel(ctx: Arc<Backend>, ws: Ws, sandbox_id: &str) {
     serve_spdy_on(ctx, WsBytes::new(ws), sandbox_id).await
 }
 
 /// The SPDY port-forward session on any byte stream.
-async fn serve_spdy_on<IO>(ctx: Arc<Context>, io: IO, sandbox_id: &str)
+async fn serve_spdy_on<IO>(ctx: Arc<Backend>, io: IO, sandbox_id: &str)
 where
     IO: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -324,7 +327,7 @@ impl AsyncSend for WsChannel {
 
 /// Serves a WebSocket port-forward session: one connection per port.
 pub async fn serve_websocket(
-    ctx: Arc<Context>,
+    ctx: Arc<Backend>,
     ws: Ws,
     protocol: &str,
     sandbox_id: &str,

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::context::Context;
+use super::Backend;
 use crate::error::{Error, Result};
 use crate::proto::{AttachRequest, ExecRequest};
 
@@ -280,7 +280,7 @@ pub async fn serve_spdy<F, Fut>(
 }
 
 /// Runs an interactive exec session.
-pub async fn exec(ctx: &Context, req: &ExecRequest, io: Io) -> Outcome {
+pub async fn exec(ctx: &Backend, req: &ExecRequest, io: Io) -> Outcome {
     match exec_inner(ctx, req, io).await {
         Ok(0) => Outcome::Success,
         Ok(code) => Outcome::Exit(code),
@@ -288,7 +288,7 @@ pub async fn exec(ctx: &Context, req: &ExecRequest, io: Io) -> Outcome {
     }
 }
 
-async fn exec_inner(ctx: &Context, req: &ExecRequest, io: Io) -> Result<i64> {
+async fn exec_inner(ctx: &Backend, req: &ExecRequest, io: Io) -> Result<i64> {
     let id = &req.container_id;
     let docker = ctx.docker.get().await?;
     let options = CreateExecOptions {
@@ -333,12 +333,12 @@ async fn exec_inner(ctx: &Context, req: &ExecRequest, io: Io) -> Result<i64> {
         }
     };
     pump(io, output, input, resize).await;
-    crate::runtime::exec::exit_code(ctx, &exec_id).await
+    ctx.docker.exec_exit_code(&exec_id).await
 }
 
 /// Runs an attach session; detaching (the client leaving) leaves the
 /// container running.
-pub async fn attach(ctx: &Context, req: &AttachRequest, io: Io) -> Outcome {
+pub async fn attach(ctx: &Backend, req: &AttachRequest, io: Io) -> Outcome {
     let id = req.container_id.clone();
     let docker = match ctx.docker.get().await {
         Ok(d) => d,

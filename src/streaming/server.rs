@@ -20,9 +20,9 @@ use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span, info, warn};
 
+use super::Backend;
 use super::tokens::Pending;
 use super::{portforward, remotecommand as rc, websocket};
-use crate::context::Context;
 
 /// SPDY's HTTP upgrade token.
 pub const SPDY_UPGRADE: &str = "SPDY/3.1";
@@ -79,7 +79,7 @@ impl StreamingServer {
     }
 
     /// Serves until `stop` is cancelled; sessions in progress are dropped then.
-    pub async fn serve(self, ctx: Arc<Context>, stop: CancellationToken) {
+    pub async fn serve(self, ctx: Arc<Backend>, stop: CancellationToken) {
         info!(url = %self.base_url, "streaming server listening");
         loop {
             let (tcp, peer) = tokio::select! {
@@ -186,7 +186,7 @@ fn header_list(headers: &HeaderMap, name: &str) -> Vec<String> {
 }
 
 async fn route(
-    ctx: Arc<Context>,
+    ctx: Arc<Backend>,
     mut req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
@@ -195,7 +195,7 @@ async fn route(
         parts.next().unwrap_or_default().to_string(),
         parts.next().unwrap_or_default(),
     );
-    let pending = match ctx.streaming.tokens.consume(token) {
+    let pending = match ctx.registry.tokens.consume(token) {
         Some(p) if p.kind() == kind => p,
         _ => {
             return Ok(plain(
@@ -297,7 +297,7 @@ async fn route(
 }
 
 async fn session(
-    ctx: Arc<Context>,
+    ctx: Arc<Backend>,
     pending: Pending,
     upgraded: hyper::upgrade::Upgraded,
     protocol: &'static str,
