@@ -472,6 +472,7 @@ impl Side<'_> {
                         seccomp_localhost: None,
                         oom: OomPolicy::new(None),
                         recursive_read_only: false,
+                        selinux: false,
                         cgroup_v2: false,
                         cgroup_driver: dockercri::proto::CgroupDriver::Cgroupfs,
                         docker_log: Some(&*DOCKER_LOG),

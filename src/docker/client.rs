@@ -57,7 +57,8 @@ pub struct DockerClient {
     handle: RwLock<Option<Docker>>,
     /// Docker's cgroup driver, asked once per connection (a restarted
     /// dockerd may come back with another).
-    cgroup_driver: RwLock<Option<CgroupDriver>>,
+    /// What `docker info` said, asked once per connection.
+    facts: RwLock<Option<EngineFacts>>,
 }
 
 impl DockerClient {
@@ -65,7 +66,7 @@ impl DockerClient {
         DockerClient {
             endpoint,
             handle: RwLock::new(None),
-            cgroup_driver: RwLock::new(None),
+            facts: RwLock::new(None),
         }
     }
 
@@ -131,27 +132,42 @@ impl DockerClient {
         if let Ok(mut slot) = self.handle.write() {
             *slot = None;
         }
-        if let Ok(mut slot) = self.cgroup_driver.write() {
+        if let Ok(mut slot) = self.facts.write() {
             *slot = None;
         }
     }
 
-    /// Docker's cgroup driver (`docker info`), asked once per connection:
-    /// kubelet's cgroup parents are converted for it.
-    pub async fn cgroup_driver(&self) -> Result<CgroupDriver, Error> {
-        if let Some(driver) = self.cgroup_driver.read().ok().and_then(|d| *d) {
-            return Ok(driver);
+    /// What `docker info` says that translation needs, asked once per
+    /// connection.
+    async fn facts(&self) -> Result<EngineFacts, Error> {
+        if let Some(facts) = self.facts.read().ok().and_then(|f| *f) {
+            return Ok(facts);
         }
         let docker = self.get().await?;
         let info = docker
             .info()
             .await
             .map_err(|e| self.classify(e, "docker", "info"))?;
-        let driver = cgroup_driver_of(info.cgroup_driver);
-        if let Ok(mut slot) = self.cgroup_driver.write() {
-            *slot = Some(driver);
+        let facts = EngineFacts {
+            cgroup_driver: cgroup_driver_of(info.cgroup_driver),
+            selinux: selinux_of(info.security_options.as_deref()),
+        };
+        if let Ok(mut slot) = self.facts.write() {
+            *slot = Some(facts);
         }
-        Ok(driver)
+        Ok(facts)
+    }
+
+    /// Docker's cgroup driver: kubelet's cgroup parents are converted for
+    /// it.
+    pub async fn cgroup_driver(&self) -> Result<CgroupDriver, Error> {
+        Ok(self.facts().await?.cgroup_driver)
+    }
+
+    /// Whether Docker labels containers for SELinux (`--selinux-enabled`):
+    /// only then does a mount's relabel (`:Z`) do anything.
+    pub async fn selinux(&self) -> Result<bool, Error> {
+        Ok(self.facts().await?.selinux)
     }
 
     fn connect(&self) -> Result<Docker, BollardError> {
@@ -258,6 +274,22 @@ impl DockerClient {
 
 /// The CRI's name for the cgroup driver `docker info` reports (cgroupfs
 /// unless Docker says systemd: "none" still takes cgroupfs paths).
+/// What `docker info` says that translation needs.
+#[derive(Debug, Clone, Copy)]
+struct EngineFacts {
+    cgroup_driver: CgroupDriver,
+    selinux: bool,
+}
+
+/// Whether Docker's security options (`name=selinux`, or `selinux` on old
+/// engines) include SELinux.
+pub fn selinux_of(options: Option<&[String]>) -> bool {
+    options
+        .unwrap_or_default()
+        .iter()
+        .any(|o| o == "selinux" || o.split(',').any(|kv| kv == "name=selinux"))
+}
+
 pub fn cgroup_driver_of(docker: Option<SystemInfoCgroupDriverEnum>) -> CgroupDriver {
     match docker {
         Some(SystemInfoCgroupDriverEnum::SYSTEMD) => CgroupDriver::Systemd,
@@ -495,6 +527,22 @@ mod tests {
 
     fn client() -> DockerClient {
         DockerClient::new(DockerEndpoint::Unix("/nonexistent/docker.sock".into()))
+    }
+
+    #[test]
+    fn selinux_is_read_from_the_security_options() {
+        let opts = |o: &[&str]| o.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(selinux_of(Some(&opts(&[
+            "name=seccomp,profile=builtin",
+            "name=selinux"
+        ]))));
+        assert!(selinux_of(Some(&opts(&["selinux"]))));
+        assert!(!selinux_of(Some(&opts(&[
+            "name=apparmor",
+            "name=seccomp,profile=builtin",
+            "name=cgroupns"
+        ]))));
+        assert!(!selinux_of(None));
     }
 
     #[test]

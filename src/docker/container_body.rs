@@ -32,6 +32,8 @@ pub struct ContainerInputs<'a> {
     pub oom: OomPolicy,
     /// Docker's API can make a bind mount recursively read-only (API 1.44+).
     pub recursive_read_only: bool,
+    /// Docker labels containers for SELinux: a mount's relabel applies.
+    pub selinux: bool,
     /// The node runs cgroup v2 (unified): `unified` keys can be written.
     pub cgroup_v2: bool,
     /// Docker's cgroup driver: the form the cgroup parent must take.
@@ -106,8 +108,9 @@ pub fn namespaces(
 
 /// One CRI mount as a Docker bind string (`src:dst[:opts]`), or, when its
 /// read-only-ness must be said exactly (API 1.44+: `recursive_read_only`),
-/// as a `Mounts` entry.
-pub fn mount(m: &Mount, recursive_read_only: bool) -> Result<MountSpec> {
+/// as a `Mounts` entry. `selinux`: Docker labels for SELinux, so a
+/// relabel (`:Z`) does something.
+pub fn mount(m: &Mount, recursive_read_only: bool, selinux: bool) -> Result<MountSpec> {
     check_absolute_path("config.mounts.container_path", &m.container_path)?;
     if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
         return Err(Error::invalid(
@@ -177,8 +180,10 @@ pub fn mount(m: &Mount, recursive_read_only: bool) -> Result<MountSpec> {
     // From API 1.44 Docker makes a plain `ro` bind recursively read-only
     // where the kernel can; the CRI's `readonly` alone is not recursive
     // (what runc does for containerd). An SELinux relabel has no `Mounts`
-    // form: such a bind stays a bind string.
-    if m.readonly && recursive_read_only && !m.selinux_relabel {
+    // form: where Docker labels for SELinux, such a bind stays a bind
+    // string; elsewhere the relabel does nothing and is left out (critest
+    // and kubelet ask for it on every host).
+    if m.readonly && recursive_read_only && !(m.selinux_relabel && selinux) {
         return Ok(read_only_bind(
             m,
             MountBindOptions {
@@ -386,7 +391,7 @@ pub fn create_body(
     let mut binds = vec![];
     let mut mounts = vec![];
     for m in &config.mounts {
-        match mount(m, inputs.recursive_read_only)? {
+        match mount(m, inputs.recursive_read_only, inputs.selinux)? {
             MountSpec::Bind(b) => binds.push(b),
             MountSpec::Mount(m) => mounts.push(*m),
         }
@@ -621,6 +626,7 @@ mod tests {
                 seccomp_localhost: None,
                 oom: OomPolicy { floor: Some(0) },
                 recursive_read_only: false,
+                selinux: false,
                 cgroup_v2: false,
                 cgroup_driver: CgroupDriver::Cgroupfs,
                 docker_log: None,
@@ -688,6 +694,7 @@ mod tests {
                 seccomp_localhost: Some(blocks_sethostname),
                 oom: OomPolicy { floor: Some(0) },
                 recursive_read_only: false,
+                selinux: false,
                 cgroup_v2: false,
                 cgroup_driver: CgroupDriver::Cgroupfs,
                 docker_log: None,
@@ -760,13 +767,16 @@ mod tests {
                 "/h:/c:ro,rshared,Z",
             ),
         ] {
-            assert_eq!(mount(&mount_, false).unwrap(), MountSpec::Bind(want.into()));
+            assert_eq!(
+                mount(&mount_, false, true).unwrap(),
+                MountSpec::Bind(want.into())
+            );
         }
         let mut rro = m(true, PropagationPrivate, false);
         rro.recursive_read_only = true;
-        let err = mount(&rro, false).unwrap_err();
+        let err = mount(&rro, false, true).unwrap_err();
         assert!(err.to_string().contains("recursive_read_only"), "{err}");
-        let MountSpec::Mount(made) = mount(&rro, true).unwrap() else {
+        let MountSpec::Mount(made) = mount(&rro, true, true).unwrap() else {
             panic!("rro is a Mounts entry");
         };
         let options = made.bind_options.unwrap();
@@ -774,7 +784,7 @@ mod tests {
         assert_eq!(options.read_only_non_recursive, None);
         // On API 1.44+ a plain readonly mount says it is not recursive.
         let MountSpec::Mount(plain) =
-            mount(&m(true, PropagationHostToContainer, false), true).unwrap()
+            mount(&m(true, PropagationHostToContainer, false), true, true).unwrap()
         else {
             panic!("readonly on API 1.44 is a Mounts entry");
         };
@@ -786,23 +796,36 @@ mod tests {
             options.propagation,
             Some(MountBindOptionsPropagationEnum::RSLAVE)
         );
-        // Writable mounts and relabelled ones stay bind strings.
+        // Writable mounts stay bind strings; so do relabelled ones where
+        // Docker labels for SELinux. Elsewhere the relabel does nothing
+        // and the mount says it is not recursive.
         assert_eq!(
-            mount(&m(false, PropagationPrivate, false), true).unwrap(),
+            mount(&m(false, PropagationPrivate, false), true, true).unwrap(),
             MountSpec::Bind("/h:/c".into())
         );
         assert_eq!(
-            mount(&m(true, PropagationPrivate, true), true).unwrap(),
+            mount(&m(true, PropagationPrivate, true), true, true).unwrap(),
+            MountSpec::Bind("/h:/c:ro,Z".into())
+        );
+        let MountSpec::Mount(unlabelled) =
+            mount(&m(true, PropagationPrivate, true), true, false).unwrap()
+        else {
+            panic!("a relabel without SELinux is a Mounts entry on API 1.44");
+        };
+        let options = unlabelled.bind_options.unwrap();
+        assert_eq!(options.read_only_non_recursive, Some(true));
+        assert_eq!(
+            mount(&m(true, PropagationPrivate, true), false, false).unwrap(),
             MountSpec::Bind("/h:/c:ro,Z".into())
         );
         rro.readonly = false;
-        assert!(mount(&rro, true).is_err(), "rro needs readonly");
+        assert!(mount(&rro, true, true).is_err(), "rro needs readonly");
         let relative = Mount {
             container_path: "c".into(),
             host_path: "/h".into(),
             ..Default::default()
         };
-        assert!(mount(&relative, false).is_err());
+        assert!(mount(&relative, false, true).is_err());
     }
 
     #[test]
@@ -861,6 +884,7 @@ mod tests {
                     seccomp_localhost: None,
                     oom: OomPolicy { floor: None },
                     recursive_read_only: false,
+                    selinux: false,
                     cgroup_v2,
                     cgroup_driver: CgroupDriver::Cgroupfs,
                     docker_log: None,

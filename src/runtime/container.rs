@@ -67,6 +67,7 @@ pub async fn create(
             seccomp_localhost: seccomp.as_deref(),
             oom: ctx.oom,
             recursive_read_only: ctx.docker.recursive_read_only(),
+            selinux: ctx.docker.selinux().await?,
             cgroup_v2: unified::host_is_v2(),
             cgroup_driver,
             docker_log: ctx.config.docker_log.as_ref(),
