@@ -17,6 +17,7 @@
 pub mod entry;
 #[cfg(test)]
 pub(crate) mod fake;
+pub mod oom_watch;
 pub mod source;
 pub mod watch;
 
@@ -31,6 +32,7 @@ use futures_util::future::join_all;
 
 use crate::error::Result;
 pub use entry::{Entry, View};
+use oom_watch::OomWatch;
 pub use source::ContainerSource;
 
 /// Sandboxes and containers by full Docker id.
@@ -63,6 +65,9 @@ struct State {
     /// can lose the kill from the container's state (its exit handling
     /// overwrites the flag the OOM event set), but not the event.
     oom_killed: HashSet<String>,
+    /// Containers whose parent cgroup counts their OOM kills (see
+    /// [`oom_watch`]); `None` for one that cannot be watched.
+    oom_watch: HashMap<String, Option<OomWatch>>,
     /// When (host clock, ns) the latest inspect of each container was
     /// sent, or it was last marked dirty (its next read inspects it): an
     /// event older than that is already in what it saw, or will be.
@@ -164,20 +169,41 @@ impl Index {
         self.write().oom_killed.insert(id.to_string());
     }
 
-    /// Marks an exited container an `oom` event was seen for as OOM-killed,
-    /// whatever Docker's state says. Every inspect the index records goes
-    /// through it (a read's refresh and a full list alike).
+    /// Marks an exited container as OOM-killed when Docker's `oom` event
+    /// was seen for it, or its parent cgroup counted a kill while it ran
+    /// and it ended by SIGKILL ([`oom_watch`]), whatever Docker's state
+    /// says; starts watching a running container's parent. Every inspect
+    /// the index records goes through it (a read's refresh and a full list
+    /// alike).
     pub(crate) fn with_oom_events(
         &self,
         mut inspect: ContainerInspectResponse,
     ) -> ContainerInspectResponse {
-        let seen = inspect
-            .id
-            .as_deref()
-            .is_some_and(|id| self.read().oom_killed.contains(id));
-        if let Some(state) = inspect.state.as_mut().filter(|s| s.running != Some(true))
-            && seen
-        {
+        let Some(id) = inspect.id.clone() else {
+            return inspect;
+        };
+        let Some(state) = inspect.state.as_mut() else {
+            return inspect;
+        };
+        if state.running == Some(true) {
+            let pid = state.pid.filter(|p| *p > 0);
+            if let Some(pid) = pid
+                && !self.read().oom_watch.contains_key(&id)
+            {
+                let watch = OomWatch::start(pid);
+                self.write().oom_watch.entry(id).or_insert(watch);
+            }
+            return inspect;
+        }
+        let event = self.read().oom_killed.contains(&id);
+        // The files are read outside the lock, on the watch taken out.
+        let watch = self.write().oom_watch.get_mut(&id).and_then(Option::take);
+        let counted = watch.map(|mut w| {
+            let killed = w.killed(state.exit_code);
+            self.write().oom_watch.insert(id.clone(), Some(w));
+            killed
+        });
+        if event || counted == Some(true) {
             state.oom_killed = Some(true);
         }
         inspect
@@ -278,6 +304,7 @@ impl Index {
     pub fn removed(&self, id: &str) {
         let mut state = self.write();
         state.oom_killed.remove(id);
+        state.oom_watch.remove(id);
         state.next_generation += 1;
         let generation = state.next_generation;
         state.entries.remove(id);
@@ -543,9 +570,11 @@ impl Index {
             entries,
             dirty,
             inspected_at,
+            oom_watch,
             ..
         } = &mut *state;
         inspected_at.retain(|id, _| entries.contains_key(id) || dirty.contains_key(id));
+        oom_watch.retain(|id, _| entries.contains_key(id));
     }
 
     /// The dirty marks now, for [`Index::replace_all`].
