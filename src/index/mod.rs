@@ -203,6 +203,9 @@ impl Index {
             self.write().oom_watch.insert(id.clone(), Some(w));
             killed
         });
+        if counted == Some(true) && !event && state.oom_killed != Some(true) {
+            tracing::info!(container = %id, "OOM kill counted by the container's parent cgroup; Docker did not report it");
+        }
         if event || counted == Some(true) {
             state.oom_killed = Some(true);
         }
