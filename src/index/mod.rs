@@ -169,6 +169,12 @@ impl Index {
         self.write().oom_killed.insert(id.to_string());
     }
 
+    /// Watches container `id`'s parent cgroup for OOM kills from now on
+    /// (replacing any earlier watch); `None`: it cannot be watched.
+    pub fn watch_oom(&self, id: &str, watch: Option<OomWatch>) {
+        self.write().oom_watch.insert(id.to_string(), watch);
+    }
+
     /// Marks an exited container as OOM-killed when Docker's `oom` event
     /// was seen for it, or its parent cgroup counted a kill while it ran
     /// and it ended by SIGKILL ([`oom_watch`]), whatever Docker's state

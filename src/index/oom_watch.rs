@@ -6,8 +6,10 @@
 //! where the reason stayed `Error`). The container's parent cgroup (the
 //! pod's slice, or Docker's parent) outlives it, and its hierarchical
 //! `memory.events` counts every kill beneath it: its `oom_kill` is read
-//! when the index first sees the container running and again when it first
-//! sees it exited. A rise, with the container ended by SIGKILL (exit 137),
+//! when the container is started (through the pod's pause process, which
+//! shares the parent; a container killed at once is never seen running),
+//! or else when the index first sees it running, and again when the index
+//! first sees it exited. A rise, with the container ended by SIGKILL (exit 137),
 //! is taken as an OOM kill. A sibling's OOM kill during the container's
 //! life, while the container itself was SIGKILLed for another reason
 //! (kubelet's stop after the grace period), would be misread so; nothing
@@ -36,7 +38,8 @@ pub struct OomWatch {
 }
 
 impl OomWatch {
-    /// Starts watching the container whose process is `pid`; `None` off
+    /// Starts watching the parent cgroup of process `pid` (the container's
+    /// own, or its pod's pause process: they share the parent); `None` off
     /// cgroup v2 or when its files cannot be read.
     pub fn start(pid: i64) -> Option<OomWatch> {
         let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;

@@ -12,6 +12,7 @@ use crate::docker::client::Stop;
 use crate::docker::container_body::{self, ContainerInputs};
 use crate::docker::{container_status, labels, naming};
 use crate::error::{Error, Result};
+use crate::index::oom_watch::OomWatch;
 use crate::index::{Entry, View};
 use crate::logs::Target;
 use crate::proto::{
@@ -149,7 +150,12 @@ pub async fn start(ctx: &Context, id: &str) -> Result<()> {
         .await?
         .ok_or_else(|| Error::not_found("container", id))?;
     let full_id = c.id().to_string();
-    let _pod = lock_running_pod(ctx, &c, id).await?;
+    let (_pod, sandbox_pid) = lock_running_pod(ctx, &c, id).await?;
+    // The pod's parent cgroup counts OOM kills from now on (a container
+    // killed at once may never be seen running).
+    if let Some(pid) = sandbox_pid {
+        ctx.index.watch_oom(&full_id, OomWatch::start(pid));
+    }
     let docker = ctx.docker.get().await?;
     let started = ctx
         .index
@@ -210,14 +216,15 @@ async fn write_cgroup_files(ctx: &Context, id: &str, files: container_body::Cgro
 /// checks with Docker that the pod still runs: a start racing a stop
 /// either lands before it (and is stopped with the pod) or is refused, so
 /// a stopped pod is never left with a running container.
+/// Returns the pod's lock and its pause container's pid.
 async fn lock_running_pod(
     ctx: &Context,
     c: &Entry,
     id: &str,
-) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>> {
+) -> Result<(Option<tokio::sync::OwnedMutexGuard<()>>, Option<i64>)> {
     let sandbox_id = c.pod_id();
     if sandbox_id.is_empty() {
-        return Ok(None);
+        return Ok((None, None));
     }
     let refused = |why: &str| Error::FailedPrecondition {
         what: format!("starting container {id:?}"),
@@ -231,10 +238,16 @@ async fn lock_running_pod(
     // waited. The index is exact here: a stop marks the sandbox dirty
     // before it lets go of the lock, so this read asks Docker.
     let now = sandbox::find(ctx, sandbox_id).await?;
-    if !now.is_some_and(|p| p.running()) {
+    let Some(pod) = now.filter(|p| p.running()) else {
         return Err(refused("is not running"));
-    }
-    Ok(Some(guard))
+    };
+    let pid = pod
+        .inspect
+        .state
+        .as_ref()
+        .and_then(|s| s.pid)
+        .filter(|p| *p > 0);
+    Ok((Some(guard), pid))
 }
 
 /// Kubelet's log path of a container, from its label.
