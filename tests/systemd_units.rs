@@ -257,6 +257,36 @@ async fn run_pod(rt: &mut RuntimeServiceClient<Channel>, test: &str) -> (String,
     (pod, id)
 }
 
+/// After a restart of the service (`after`): the pod's sandbox and
+/// container still run in Docker, and the new process lists the container
+/// as running.
+async fn assert_pod_kept(
+    rt: &mut RuntimeServiceClient<Channel>,
+    pod: &str,
+    container: &str,
+    after: &str,
+) {
+    assert!(docker_running(pod).await, "sandbox died with the {after}");
+    assert!(
+        docker_running(container).await,
+        "container died with the {after}"
+    );
+    let containers = rt
+        .list_containers(ListContainersRequest {
+            filter: Some(ContainerFilter {
+                pod_sandbox_id: pod.to_string(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    assert_eq!(containers[0].id, container);
+    assert_eq!(containers[0].state(), ContainerState::ContainerRunning);
+}
+
 async fn docker_running(id: &str) -> bool {
     let c = docker().await.inspect_container(id, None).await.unwrap();
     c.state.and_then(|s| s.running).unwrap_or(false)
@@ -308,12 +338,8 @@ async fn the_units_activate_notify_keep_pods_and_outlive_dockers_restarts() {
 
     // KillMode=process: the pod's containers outlive the restart, and the
     // new process lists them at once.
-    assert!(docker_running(&pod).await, "sandbox died with the restart");
-    assert!(
-        docker_running(&container).await,
-        "container died with the restart"
-    );
     let mut rt = client().await;
+    assert_pod_kept(&mut rt, &pod, &container, "restart").await;
     let pods = rt
         .list_pod_sandbox(ListPodSandboxRequest {
             filter: Some(PodSandboxFilter {
@@ -327,20 +353,6 @@ async fn the_units_activate_notify_keep_pods_and_outlive_dockers_restarts() {
         .items;
     assert_eq!(pods.len(), 1, "{pods:?}");
     assert_eq!(pods[0].state(), PodSandboxState::SandboxReady);
-    let containers = rt
-        .list_containers(ListContainersRequest {
-            filter: Some(ContainerFilter {
-                pod_sandbox_id: pod.clone(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
-    assert_eq!(containers.len(), 1, "{containers:?}");
-    assert_eq!(containers[0].id, container);
-    assert_eq!(containers[0].state(), ContainerState::ContainerRunning);
     rt.remove_pod_sandbox(RemovePodSandboxRequest {
         pod_sandbox_id: pod.clone(),
     })
@@ -471,26 +483,8 @@ async fn the_package_starts_its_socket_restarts_on_upgrade_and_purges_its_own() 
         pid,
         "the upgrade did not restart the service"
     );
-    assert!(docker_running(&pod).await, "sandbox died with the upgrade");
-    assert!(
-        docker_running(&container).await,
-        "container died with the upgrade"
-    );
     let mut rt = client().await;
-    let containers = rt
-        .list_containers(ListContainersRequest {
-            filter: Some(ContainerFilter {
-                pod_sandbox_id: pod.clone(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
-    assert_eq!(containers.len(), 1, "{containers:?}");
-    assert_eq!(containers[0].id, container);
-    assert_eq!(containers[0].state(), ContainerState::ContainerRunning);
+    assert_pod_kept(&mut rt, &pod, &container, "upgrade").await;
     rt.remove_pod_sandbox(RemovePodSandboxRequest {
         pod_sandbox_id: pod.clone(),
     })

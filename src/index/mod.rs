@@ -201,9 +201,12 @@ impl Index {
             }
             return inspect;
         }
-        let event = self.read().oom_killed.contains(&id);
-        // The files are read outside the lock, on the watch taken out.
-        let watch = self.write().oom_watch.get_mut(&id).and_then(Option::take);
+        let (event, watch) = {
+            let index = self.read();
+            let watch = index.oom_watch.get(&id).cloned().flatten();
+            (index.oom_killed.contains(&id), watch)
+        };
+        // The files are read outside the lock; the decision is kept.
         let counted = watch.map(|mut w| {
             let killed = w.killed(state.exit_code);
             self.write().oom_watch.insert(id.clone(), Some(w));
@@ -403,6 +406,22 @@ impl Index {
         // Unknown here (perhaps made behind our back an instant ago), or
         // not synced: Docker resolves the id.
         self.refresh(docker, id).await
+    }
+
+    /// The pod sandbox with this id or unique id prefix, if there is one
+    /// (any other container is not); an empty id is refused.
+    pub async fn sandbox<S: ContainerSource + ?Sized>(
+        &self,
+        docker: &S,
+        id: &str,
+    ) -> Result<Option<Arc<Entry>>> {
+        if id.is_empty() {
+            return Err(crate::error::Error::invalid(
+                "pod_sandbox_id",
+                "must not be empty",
+            ));
+        }
+        Ok(self.get(docker, id).await?.filter(|e| e.is_sandbox()))
     }
 
     /// The full id of the container the index knows by Docker name

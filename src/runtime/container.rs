@@ -241,13 +241,7 @@ async fn lock_running_pod(
     let Some(pod) = now.filter(|p| p.running()) else {
         return Err(refused("is not running"));
     };
-    let pid = pod
-        .inspect
-        .state
-        .as_ref()
-        .and_then(|s| s.pid)
-        .filter(|p| *p > 0);
-    Ok((Some(guard), pid))
+    Ok((Some(guard), pod.pid()))
 }
 
 /// Kubelet's log path of a container, from its label.

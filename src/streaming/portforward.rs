@@ -84,17 +84,12 @@ fn dial_in_netns(pid: i32, port: u16) -> io::Result<std::net::TcpStream> {
 async fn sandbox_pid(ctx: &Backend, sandbox_id: &str) -> Result<i32, String> {
     let pod = ctx
         .index
-        .get(&ctx.docker, sandbox_id)
+        .sandbox(&ctx.docker, sandbox_id)
         .await
         .map_err(|e| e.to_string())?
-        .filter(|e| e.is_sandbox())
         .ok_or_else(|| format!("pod sandbox {sandbox_id} not found"))?;
-    pod.inspect
-        .state
-        .as_ref()
-        .and_then(|s| s.pid)
+    pod.pid()
         .and_then(|p| i32::try_from(p).ok())
-        .filter(|p| *p > 0)
         .ok_or_else(|| format!("pod sandbox {sandbox_id} is not running"))
 }
 

@@ -35,11 +35,7 @@ async fn save_record(ctx: &Context, id: &str, saved: SandboxRecord) -> Result<()
 
 /// The sandbox with this id, if there is one (any other container is not).
 pub(crate) async fn find(ctx: &Context, id: &str) -> Result<Option<Arc<Entry>>> {
-    if id.is_empty() {
-        return Err(Error::invalid("pod_sandbox_id", "must not be empty"));
-    }
-    let found = ctx.index.get(&ctx.docker, id).await?;
-    Ok(found.filter(|e| e.is_sandbox()))
+    ctx.index.sandbox(&ctx.docker, id).await
 }
 
 /// The containers of sandbox `id` (running or not): from the index, which

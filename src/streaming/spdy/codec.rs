@@ -510,10 +510,11 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn h(pairs: &[(&str, &str)]) -> Headers {
+    /// Header pairs from string pairs.
+    pub(in crate::streaming::spdy) fn h(pairs: &[(&str, &str)]) -> Headers {
         pairs
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))

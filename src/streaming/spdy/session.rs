@@ -319,14 +319,7 @@ async fn read_loop<R: AsyncRead>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::streaming::spdy::codec::Headers;
-
-    fn h(pairs: &[(&str, &str)]) -> Headers {
-        pairs
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::streaming::spdy::codec::tests::h;
 
     #[tokio::test]
     async fn a_session_carries_streams_both_ways() {
